@@ -1,0 +1,137 @@
+"""Settings for every smsfold process.
+
+Every endpoint is a setting: the same code runs against the embedded stack (the defaults, on private
+ports) or against external clusters. Environment variables use the ``SMSFOLD_`` prefix and ``__`` for
+nesting, e.g. ``SMSFOLD_KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092``. Nothing here reads the
+environment at import: call :func:`load_settings` from an entry point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ClickHouseSettings",
+    "GatewaySettings",
+    "KafkaSettings",
+    "RedisSettings",
+    "Settings",
+    "StackSettings",
+    "TopicSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    """Where the Kafka-protocol broker is and how clients talk to it."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    # Short group timeouts make a consumer group join take ~3 s on the embedded broker instead of ~25 s.
+    # Production clusters should use the client defaults (set these to 45000 / 3000).
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1500
+    # How long a producer keeps retrying one record before it reports failure.
+    delivery_timeout_ms: int = 30000
+    linger_ms: int = 2
+    # Loopback brokers gain nothing from compression; clusters across a network usually want lz4.
+    compression_type: str = "none"
+
+
+class TopicSettings(_Frozen):
+    """Topic names and their partition counts; topics are always created explicitly."""
+
+    raw: str = "sms.webhooks.raw"
+    events: str = "sms.events"
+    deadletter: str = "sms.deadletter"
+    raw_partitions: int = 12
+    events_partitions: int = 12
+    deadletter_partitions: int = 3
+    replication_factor: int = 1
+
+
+class ClickHouseSettings(_Frozen):
+    """ClickHouse native-protocol endpoint and the database smsfold owns."""
+
+    host: str = "127.0.0.1"
+    port: int = 19000
+    http_port: int = 18123
+    database: str = "smsfold"
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+
+
+class RedisSettings(_Frozen):
+    """Redis endpoint and the key prefix smsfold owns."""
+
+    url: str = "redis://127.0.0.1:16379/0"
+    key_prefix: str = "smsfold"
+
+
+class GatewaySettings(_Frozen):
+    """The aiohttp gateway: where it listens and the public URL vendors sign against."""
+
+    host: str = "127.0.0.1"
+    port: int = 18080
+    # The URL vendors call. Twilio signs the URL it called, which differs from what the gateway sees
+    # behind a proxy or load balancer, so signature checks use this base, not the request's Host.
+    public_base_url: str = "http://127.0.0.1:18080"
+    # How long a webhook may wait for Kafka's acknowledgement before it is answered 503.
+    kafka_ack_timeout_s: float = 5.0
+    max_body_bytes: int = 64 * 1024
+
+
+class WorkerSettings(_Frozen):
+    """The Faust worker."""
+
+    app_id: str = "smsfold"
+    web_port: int = 16066
+    # Faust table store: memory:// in tests and the embedded stack, rocksdb:// in production.
+    store: str = "memory://"
+    projector_batch_size: int = 1000
+    projector_batch_seconds: float = 1.0
+
+
+class StackSettings(_Frozen):
+    """The embedded stack: private broker, ClickHouse and Redis processes under ``state_dir``."""
+
+    state_dir: Path = PROJECT_ROOT / ".smsfold"
+    broker_port: int = 19092
+    clickhouse_tcp_port: int = 19000
+    clickhouse_http_port: int = 18123
+    clickhouse_interserver_port: int = 19009
+    redis_port: int = 16379
+    start_timeout_s: float = 60.0
+
+
+class Settings(BaseSettings):
+    """All settings of an smsfold process, read from ``SMSFOLD_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMSFOLD_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    # Companies, their numbers, keywords and vendor secrets. The default file holds dev-only secrets.
+    companies_file: Path = PROJECT_ROOT / "config" / "companies.toml"
+    log_level: str = "INFO"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides taking precedence."""
+    return Settings(**overrides)  # type: ignore[arg-type]

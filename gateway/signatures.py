@@ -1,0 +1,100 @@
+"""Vendor webhook signatures: pure functions, no I/O.
+
+Twilio signs ``base64(HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 ...))`` over the POST
+parameters sorted by name (and, for a repeated name, by value), as its reference libraries compute it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+__all__ = [
+    "TwilioParams",
+    "twilio_body_sha256",
+    "twilio_signature",
+    "twilio_url_variants",
+    "verify_twilio",
+    "verify_twilio_json",
+]
+
+# Form parameters as parsed (pairs, repeated names allowed) or as a mapping (a MultiDict's items() yields
+# every pair, so multidicts work too).
+TwilioParams = Sequence[tuple[str, str]] | Mapping[str, str]
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _pairs(params: TwilioParams) -> list[tuple[str, str]]:
+    items: Iterable[tuple[str, str]] = params.items() if isinstance(params, Mapping) else params
+    return list(items)
+
+
+def twilio_signature(auth_token: str, url: str, params: TwilioParams) -> str:
+    """The ``X-Twilio-Signature`` Twilio sends for a POST of ``params`` to ``url``."""
+    # Twilio's reference libraries (twilio-python, twilio-node) sort by name then value and sign each
+    # distinct (name, value) pair once.
+    payload = url + "".join(name + value for name, value in sorted(set(_pairs(params))))
+    mac = hmac.new(auth_token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def twilio_url_variants(url: str) -> list[str]:
+    """``url`` plus the same URL with its default port added or removed: Twilio signs either form."""
+    variants = [url]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return variants
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if default is None or not parts.netloc:
+        return variants
+    if port is None:
+        variants.append(urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}")))
+    elif port == default:
+        # rpartition keeps userinfo and bracketed IPv6 hosts intact.
+        variants.append(urlunsplit(parts._replace(netloc=parts.netloc.rpartition(":")[0])))
+    return variants
+
+
+def _same(expected: str, given: str) -> bool:
+    # compare_digest rejects non-ASCII str, and a header may hold anything.
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", errors="replace"))
+
+
+def verify_twilio(tokens: Sequence[str], url: str, params: TwilioParams, signature: str) -> bool:
+    """Whether ``signature`` is Twilio's for this request under any of ``tokens`` (rotation) and either
+    form of the URL's default port. Every candidate is compared in constant time."""
+    pairs = _pairs(params)
+    results = [
+        _same(twilio_signature(token, candidate, pairs), signature)
+        for token in tokens
+        for candidate in twilio_url_variants(url)
+    ]
+    return any(results)
+
+
+def twilio_body_sha256(body: bytes) -> str:
+    """The hex SHA-256 Twilio puts in the ``bodySHA256`` query parameter of a signed JSON request."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def verify_twilio_json(tokens: Sequence[str], url: str, body: bytes, signature: str) -> bool:
+    """Verify a Twilio JSON request: ``bodySHA256`` in the URL must hash ``body``, and the URL (with no
+    params) must carry a valid signature."""
+    try:
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    except ValueError:
+        return False
+    hashes = [value for name, value in query if name == "bodySHA256"]
+    if len(hashes) != 1:
+        return False
+    body_ok = hmac.compare_digest(
+        twilio_body_sha256(body).encode("ascii"), hashes[0].encode("utf-8", errors="replace")
+    )
+    signature_ok = verify_twilio(tokens, url, (), signature)
+    return body_ok and signature_ok

@@ -1,0 +1,115 @@
+"""Avro single-object encoding: 0xC3 0x01, the writer schema's CRC-64-AVRO fingerprint, then the body.
+
+Every message names its exact writer schema, so no registry service is needed. The reader resolves the
+fingerprint against every schema version under ``schemas/avro/`` (current files and ``released/``) and
+reads the data into the current schema of the same record name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from pydantic import BaseModel, ValidationError
+
+from streams.avro import SCHEMA_DIR, record_models
+from streams.events import AVRO_NAMESPACE
+
+__all__ = ["AvroCodec", "DecodeError", "EncodeError", "schema_fingerprint"]
+
+MAGIC = b"\xc3\x01"
+_HEADER = struct.Struct("<2sQ")
+
+
+class DecodeError(ValueError):
+    """Bytes that cannot be read as an smsfold record; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class EncodeError(ValueError):
+    """A model that cannot be written with its Avro schema."""
+
+
+def schema_fingerprint(parsed: Any) -> int:
+    """The CRC-64-AVRO fingerprint of a parsed schema's canonical form, as an unsigned int."""
+    return int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+
+
+class AvroCodec:
+    """Encodes models as single-object Avro and decodes any known schema version back into models."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self._models: dict[str, type[BaseModel]] = {}
+        self._writers: dict[type[BaseModel], tuple[Any, bytes]] = {}
+        self._current: dict[str, Any] = {}
+        # fingerprint -> (writer schema, record full name, writer is the current schema)
+        self._by_fingerprint: dict[int, tuple[Any, str, bool]] = {}
+        for model in record_models():
+            name = f"{AVRO_NAMESPACE}.{getattr(model, 'avro_name', model.__name__)}"
+            path = schema_dir / f"{name}.avsc"
+            parsed = parse_schema(json.loads(path.read_text()))
+            fp = schema_fingerprint(parsed)
+            self._models[name] = model
+            self._current[name] = parsed
+            self._writers[model] = (parsed, _HEADER.pack(MAGIC, fp))
+            self._by_fingerprint[fp] = (parsed, name, True)
+        released = schema_dir / "released"
+        for path in sorted(released.glob("*.avsc")) if released.is_dir() else []:
+            parsed = parse_schema(json.loads(path.read_text()))
+            name = f"{parsed.get('namespace', AVRO_NAMESPACE)}.{parsed['name'].split('.')[-1]}"
+            if name not in self._current:
+                continue  # a record type that was retired: its data can no longer be decoded
+            self._by_fingerprint.setdefault(schema_fingerprint(parsed), (parsed, name, False))
+
+    @property
+    def fingerprints(self) -> frozenset[int]:
+        return frozenset(self._by_fingerprint)
+
+    def encode(self, record: BaseModel) -> bytes:
+        """Single-object encoding of a model with its current schema."""
+        try:
+            schema, header = self._writers[type(record)]
+        except KeyError:
+            raise EncodeError(f"{type(record).__name__} has no Avro schema") from None
+        buf = io.BytesIO()
+        buf.write(header)
+        try:
+            fastavro.schemaless_writer(buf, schema, record.model_dump())
+        except (ValueError, TypeError) as exc:
+            raise EncodeError(f"{type(record).__name__}: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> BaseModel:
+        """Decode a single-object encoded record into its model, resolving old writer schemas."""
+        if len(data) < _HEADER.size or data[:2] != MAGIC:
+            raise DecodeError("not single-object Avro", "missing the C3 01 marker")
+        _, fp = _HEADER.unpack_from(data)
+        try:
+            writer, name, is_current = self._by_fingerprint[fp]
+        except KeyError:
+            raise DecodeError("unknown schema fingerprint", f"{fp:016x}") from None
+        buf = io.BytesIO(data)
+        buf.seek(_HEADER.size)
+        try:
+            if is_current:
+                values = fastavro.schemaless_reader(buf, writer, None)
+            else:
+                values = fastavro.schemaless_reader(buf, writer, self._current[name])
+        except Exception as exc:  # fastavro raises many types on truncated or corrupt bodies
+            raise DecodeError("corrupt Avro body", f"{name}: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise DecodeError("trailing bytes after Avro body", name)
+        try:
+            return self._models[name].model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise DecodeError("invalid event", f"{name}.{where}: {first['msg']}") from exc

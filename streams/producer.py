@@ -1,0 +1,112 @@
+"""An asyncio wrapper around confluent-kafka's idempotent producer.
+
+``send`` returns only once Kafka acknowledged the record (acks=all); a failed delivery raises
+ProduceError. Delivery reports are served by one poll thread and handed to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from config.settings import KafkaSettings
+
+__all__ = ["EventLogProducer", "ProduceError", "producer_config"]
+
+
+class ProduceError(RuntimeError):
+    """Kafka did not acknowledge a record."""
+
+
+def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings for a durable, idempotent producer."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": kafka.linger_ms,
+        "delivery.timeout.ms": kafka.delivery_timeout_ms,
+        "compression.type": kafka.compression_type,
+        # The Java client's partitioner, so every producer (Faust's aiokafka included) puts a key on the
+        # same partition: all events of one profile stay in order.
+        "partitioner": "murmur2_random",
+    }
+    config.update(overrides)
+    return config
+
+
+class EventLogProducer:
+    """Produces records and awaits Kafka's acknowledgement of each."""
+
+    def __init__(self, kafka: KafkaSettings, **overrides: Any) -> None:
+        self._config = producer_config(kafka, **overrides)
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._producer = Producer(self._config)
+        self._stopping.clear()
+        self._poller = threading.Thread(target=self._poll_forever, name="kafka-producer-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        assert self._producer is not None
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def stop(self, flush_timeout_s: float = 10.0) -> None:
+        """Wait for outstanding deliveries (bounded), then stop the poll thread."""
+        if self._producer is None:
+            return
+        producer = self._producer
+        await asyncio.to_thread(producer.flush, flush_timeout_s)
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join, 2.0)
+        self._producer = None
+
+    def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_settle, future, err)
+
+    def send_nowait(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[None]:
+        """Enqueue a record; the returned future resolves when Kafka acknowledged it."""
+        if self._producer is None or self._loop is None:
+            raise ProduceError("producer is not started")
+        future: asyncio.Future[None] = self._loop.create_future()
+        try:
+            self._producer.produce(
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                on_delivery=lambda err, msg: self._on_delivery(future, err, msg),
+            )
+        except BufferError as exc:
+            raise ProduceError(f"local produce queue is full: {exc}") from exc
+        except KafkaException as exc:
+            raise ProduceError(str(exc)) from exc
+        return future
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Produce one record and return once Kafka acknowledged it."""
+        await self.send_nowait(topic, key, value, headers)
+
+
+def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(ProduceError(err.str()))
