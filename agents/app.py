@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
-from faust.types import EventT
 import redis.asyncio as aioredis
+from faust.types import EventT
 
 from agents.consent import ConsentState, fold_consent
 from agents.normalize import NormalizationError, normalize
@@ -56,7 +56,7 @@ async def _run_batches(
     stream: faust.StreamT[bytes],
     max_events: int,
     within_s: float,
-    handle: Callable[[Sequence[EventT]], Awaitable[None]],
+    handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]],
 ) -> None:
     """Feed batches to ``handle`` and ack a batch only after ``handle`` returned.
 
@@ -65,8 +65,9 @@ async def _run_batches(
     unexpected error stops the whole process instead: nothing past the last finished batch is
     committed, and the restarted worker processes the batch again.
     """
-    async for batch in stream.noack_take(max_events, within=within_s):
-        events = cast(Sequence[EventT], batch)
+    # noack_take is faust-streaming's manual-ack variant of take_events (absent from StreamT's stubs).
+    async for batch in stream.noack_take(max_events, within=within_s):  # type: ignore[attr-defined]
+        events = cast(Sequence[EventT[bytes]], batch)
         try:
             await handle(events)
         except Exception:
@@ -108,7 +109,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         "consent",
         default=None,
         partitions=topics.events_partitions,
-        schema=faust.Schema(key_type=str, value_type=dict, key_serializer="raw", value_serializer="json"),
+        schema=faust.Schema(key_type=str, value_type=None, key_serializer="raw", value_serializer="json"),
         use_partitioner=True,
     )
 
@@ -121,7 +122,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     async def emit(event: Event) -> None:
         await events_topic.send(key=event.profile_key.encode(), value=codec.encode(event))
 
-    async def decode_events(batch: Sequence[EventT], *, dead_letter_poison: bool) -> list[Event]:
+    async def decode_events(batch: Sequence[EventT[bytes]], *, dead_letter_poison: bool) -> list[Event]:
         out: list[Event] = []
         for ev in batch:
             try:
@@ -136,7 +137,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
 
     @app.agent(raw_topic, name="normalizer")
     async def normalizer(stream: faust.StreamT[bytes]) -> None:
-        async def handle(batch: Sequence[EventT]) -> None:
+        async def handle(batch: Sequence[EventT[bytes]]) -> None:
             for ev in batch:
                 try:
                     raw = codec.decode(ev.value)
@@ -150,7 +151,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
 
     @app.agent(events_topic, name="inbound-decider")
     async def inbound_decider(stream: faust.StreamT[bytes]) -> None:
-        async def handle(batch: Sequence[EventT]) -> None:
+        async def handle(batch: Sequence[EventT[bytes]]) -> None:
             for event in await decode_events(batch, dead_letter_poison=False):
                 if not isinstance(event, InboundReceived):
                     continue
@@ -167,7 +168,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
 
     @app.agent(events_topic, name="clickhouse-projector")
     async def clickhouse_projector(stream: faust.StreamT[bytes]) -> None:
-        async def handle(batch: Sequence[EventT]) -> None:
+        async def handle(batch: Sequence[EventT[bytes]]) -> None:
             events = await decode_events(batch, dead_letter_poison=True)
             await _retry_forever("ClickHouse insert", asyncio.to_thread, ch_writer.write, events)
 
@@ -178,7 +179,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
 
     @app.agent(events_topic, name="redis-projector")
     async def redis_projector(stream: faust.StreamT[bytes]) -> None:
-        async def handle(batch: Sequence[EventT]) -> None:
+        async def handle(batch: Sequence[EventT[bytes]]) -> None:
             events = await decode_events(batch, dead_letter_poison=False)
             changes = [e for e in events if isinstance(e, ConsentChanged)]
             await _retry_forever("Redis consent write", consent_store.apply, changes)

@@ -52,4 +52,8 @@ class RedisConsentStore:
 
     async def get(self, profile: str) -> dict[str, str]:
         raw = await self._redis.hgetall(self.key(profile))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

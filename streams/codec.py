@@ -63,8 +63,9 @@ class AvroCodec:
             self._by_fingerprint[fp] = (parsed, name, True)
         released = schema_dir / "released"
         for path in sorted(released.glob("*.avsc")) if released.is_dir() else []:
-            parsed = parse_schema(json.loads(path.read_text()))
-            name = f"{parsed.get('namespace', AVRO_NAMESPACE)}.{parsed['name'].split('.')[-1]}"
+            schema = json.loads(path.read_text())
+            parsed = parse_schema(schema)
+            name = f"{schema.get('namespace', AVRO_NAMESPACE)}.{schema['name'].split('.')[-1]}"
             if name not in self._current:
                 continue  # a record type that was retired: its data can no longer be decoded
             self._by_fingerprint.setdefault(schema_fingerprint(parsed), (parsed, name, False))

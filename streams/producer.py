@@ -76,7 +76,11 @@ class EventLogProducer:
         self._loop.call_soon_threadsafe(_settle, future, err)
 
     def send_nowait(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> asyncio.Future[None]:
         """Enqueue a record; the returned future resolves when Kafka acknowledged it."""
         if self._producer is None or self._loop is None:
@@ -97,7 +101,11 @@ class EventLogProducer:
         return future
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Produce one record and return once Kafka acknowledged it."""
         await self.send_nowait(topic, key, value, headers)

@@ -20,7 +20,7 @@ class TopicSpec:
 
 
 def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
-    """The topics to create before any worker starts (an auto-created topic gets the wrong partition count)."""
+    """The topics to create before workers start: an auto-created topic gets the wrong partition count."""
     return [
         TopicSpec(
             topics.raw,

@@ -1,0 +1,1 @@
+"""Read models folded from ``sms.events``: ClickHouse (migrations, batched writers, queries) and Redis."""

@@ -1,0 +1,101 @@
+"""Shared fixtures: the real embedded stack, started once per test session on private ports.
+
+The session stack uses its own ports and state dir, so a developer's `smsfold stack up` or demo on the
+default ports never collides with the tests. Child processes (gateway, worker) read the same
+``SMSFOLD_*`` environment that the fixtures set here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from config import Settings, load_settings
+from smsfold.processes import ManagedProcess
+from smsfold.stack import EmbeddedStack
+
+T = TypeVar("T")
+
+TEST_ENV = {
+    "SMSFOLD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:39092",
+    "SMSFOLD_STACK__BROKER_PORT": "39092",
+    "SMSFOLD_CLICKHOUSE__PORT": "39000",
+    "SMSFOLD_CLICKHOUSE__HTTP_PORT": "38123",
+    "SMSFOLD_STACK__CLICKHOUSE_TCP_PORT": "39000",
+    "SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT": "38123",
+    "SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT": "39009",
+    "SMSFOLD_CLICKHOUSE__DATABASE": "smsfold_test",
+    "SMSFOLD_REDIS__URL": "redis://127.0.0.1:36379/0",
+    "SMSFOLD_STACK__REDIS_PORT": "36379",
+    "SMSFOLD_GATEWAY__PORT": "38080",
+    "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": "http://127.0.0.1:38080",
+}
+
+
+def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
+    """Poll until ``probe`` returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings for the session stack; the stack is up for as long as the session runs."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    env = {**TEST_ENV, "SMSFOLD_STACK__STATE_DIR": str(state_dir)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = load_settings()
+    stack = EmbeddedStack(settings)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down(purge=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(stack_settings: Settings) -> EmbeddedStack:
+    return EmbeddedStack(stack_settings)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway and a worker running against the session stack; yields the gateway's base URL."""
+    log_dir: Path = tmp_path_factory.mktemp("logs")
+    gateway = ManagedProcess("gateway", ["gateway"], log_dir)
+    worker = ManagedProcess("worker", ["worker"], log_dir)
+    gateway.start()
+    worker.start()
+    base = f"http://{stack_settings.gateway.host}:{stack_settings.gateway.port}"
+    try:
+        gateway.wait_for(lambda: _healthy(base + "/healthz"), 30, "/healthz")
+        yield base
+    finally:
+        gateway.stop()
+        worker.stop()
