@@ -22,19 +22,32 @@ from smsfold.stack import EmbeddedStack
 
 T = TypeVar("T")
 
+# Every port the tests use is PORT_BASE + a small offset, so parallel checkouts can test side by side
+# (set SMSFOLD_TEST_PORT_BASE to a different thousand in each).
+PORT_BASE = int(os.environ.get("SMSFOLD_TEST_PORT_BASE", "39000"))
+
+
+def stack_ports(offset: int = 0) -> dict[str, int]:
+    """A full set of embedded-stack ports; ``offset`` separates stacks of one test session."""
+    base = PORT_BASE + offset
+    return {"broker": base + 92, "ch_tcp": base + 1, "ch_http": base + 23, "ch_inter": base + 9,
+            "redis": base + 79, "gateway": base + 80}
+
+
+_P = stack_ports()
 TEST_ENV = {
-    "SMSFOLD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:39092",
-    "SMSFOLD_STACK__BROKER_PORT": "39092",
-    "SMSFOLD_CLICKHOUSE__PORT": "39000",
-    "SMSFOLD_CLICKHOUSE__HTTP_PORT": "38123",
-    "SMSFOLD_STACK__CLICKHOUSE_TCP_PORT": "39000",
-    "SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT": "38123",
-    "SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT": "39009",
+    "SMSFOLD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_P['broker']}",
+    "SMSFOLD_STACK__BROKER_PORT": str(_P["broker"]),
+    "SMSFOLD_CLICKHOUSE__PORT": str(_P["ch_tcp"]),
+    "SMSFOLD_CLICKHOUSE__HTTP_PORT": str(_P["ch_http"]),
+    "SMSFOLD_STACK__CLICKHOUSE_TCP_PORT": str(_P["ch_tcp"]),
+    "SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT": str(_P["ch_http"]),
+    "SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT": str(_P["ch_inter"]),
     "SMSFOLD_CLICKHOUSE__DATABASE": "smsfold_test",
-    "SMSFOLD_REDIS__URL": "redis://127.0.0.1:36379/0",
-    "SMSFOLD_STACK__REDIS_PORT": "36379",
-    "SMSFOLD_GATEWAY__PORT": "38080",
-    "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": "http://127.0.0.1:38080",
+    "SMSFOLD_REDIS__URL": f"redis://127.0.0.1:{_P['redis']}/0",
+    "SMSFOLD_STACK__REDIS_PORT": str(_P["redis"]),
+    "SMSFOLD_GATEWAY__PORT": str(_P["gateway"]),
+    "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": f"http://127.0.0.1:{_P['gateway']}",
 }
 
 

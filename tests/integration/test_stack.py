@@ -1,7 +1,7 @@
 """The embedded stack manager against real processes.
 
-Runs its own stack on private ports (29092, 29000/28123/29009, 26379) and a temp state dir, so it never
-touches the session stack other tests share on the default ports.
+Runs its own stack on private ports (the test port base + 500) and a temp state dir, so it never
+touches the session stack other tests share.
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ from smsfold import stack as stack_module
 from smsfold.cli import main as cli_main
 from smsfold.stack import COMPONENTS, EmbeddedStack, StackError
 from streams.topics import topic_specs
+from tests.conftest import stack_ports
 
 pytestmark = pytest.mark.stack
 
-BROKER, CH_TCP, CH_HTTP, CH_INTER, REDIS = 29092, 29000, 28123, 29009, 26379
+_PORTS = stack_ports(offset=500)
+BROKER, CH_TCP, CH_HTTP, CH_INTER, REDIS = (
+    _PORTS["broker"], _PORTS["ch_tcp"], _PORTS["ch_http"], _PORTS["ch_inter"], _PORTS["redis"]
+)
 
 
 def make_settings(state_dir: Path, **overrides: object) -> Settings:

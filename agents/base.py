@@ -1,0 +1,105 @@
+"""What every agent module shares: the worker context, safe batching and retry-until-written."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import faust
+from faust.types import EventT
+
+from config.companies import CompanyDirectory
+from config.settings import Settings
+from streams.codec import AvroCodec, DecodeError
+from streams.events import Event
+
+__all__ = ["WorkerContext", "retry_forever", "run_batches"]
+
+log = logging.getLogger("smsfold.worker")
+
+_MAX_BACKOFF_S = 5.0
+T = TypeVar("T")
+
+
+async def retry_forever(what: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run a read-model write until it succeeds; the batch's offsets stay uncommitted meanwhile."""
+    delay = 0.1
+    while True:
+        try:
+            return await func(*args)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store is down or refused the write: back off and retry the batch
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+async def run_batches(
+    stream: faust.StreamT[bytes],
+    max_events: int,
+    within_s: float,
+    handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]],
+) -> None:
+    """Feed batches to ``handle`` and ack a batch only after ``handle`` returned.
+
+    Faust's own ``take_events`` acks a batch even when its body raised or was cancelled, and Faust
+    commits acked offsets on errors and on stop, which would skip unprocessed events. Here an
+    unexpected error stops the whole process instead: nothing past the last finished batch is
+    committed, and the restarted worker processes the batch again.
+    """
+    # noack_take is faust-streaming's manual-ack variant of take_events (absent from StreamT's stubs).
+    async for batch in stream.noack_take(max_events, within=within_s):  # type: ignore[attr-defined]
+        events = cast(Sequence[EventT[bytes]], batch)
+        try:
+            await handle(events)
+        except Exception:
+            log.critical("unexpected error in %s; exiting, batch not committed", stream, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+        for event in events:
+            await stream.ack(event)
+
+
+@dataclass
+class WorkerContext:
+    """The app and what its agents share: settings, companies, codec and the three topics."""
+
+    app: faust.App
+    settings: Settings
+    companies: CompanyDirectory
+    codec: AvroCodec
+    raw_topic: faust.TopicT
+    events_topic: faust.TopicT
+    deadletter_topic: faust.TopicT
+
+    async def dead_letter(self, key: bytes | None, value: bytes, reason: str, source: str) -> None:
+        """Park a record that cannot be processed, with its reason and original bytes."""
+        log.warning("dead-lettered a record from %s: %s", source, reason)
+        await self.deadletter_topic.send(
+            key=key, value=value, headers={"reason": reason.encode(), "source_topic": source.encode()}
+        )
+
+    async def emit(self, event: Event) -> None:
+        """Send a domain event to ``sms.events``; Faust flushes it before committing the source offset."""
+        await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event))
+
+    async def decode_events(
+        self, batch: Sequence[EventT[bytes]], *, dead_letter_poison: bool
+    ) -> list[Event]:
+        """Decode a batch from ``sms.events``; one agent dead-letters poison, the others skip it."""
+        out: list[Event] = []
+        for ev in batch:
+            try:
+                record = self.codec.decode(ev.value)
+            except DecodeError as exc:
+                if dead_letter_poison:
+                    await self.dead_letter(ev.key, ev.value, exc.reason, self.settings.topics.events)
+                continue
+            if isinstance(record, Event):
+                out.append(record)
+        return out
