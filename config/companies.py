@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-__all__ = ["Company", "CompanyDirectory", "ConfigError", "TwilioAccount", "load_companies"]
+__all__ = [
+    "BandwidthAccount",
+    "BasicCredential",
+    "Company",
+    "CompanyDirectory",
+    "ConfigError",
+    "CustomKeyword",
+    "KeywordSettings",
+    "SendingSettings",
+    "TelnyxAccount",
+    "TwilioAccount",
+    "load_companies",
+]
 
 
 class ConfigError(ValueError):
@@ -22,6 +35,73 @@ class TwilioAccount(BaseModel):
 
     account_sid: str
     auth_tokens: tuple[SecretStr, ...] = Field(min_length=1)
+
+
+class TelnyxAccount(BaseModel):
+    """A Telnyx account: the Ed25519 public keys webhooks are verified with (two during a rotation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    public_keys: tuple[str, ...] = Field(min_length=1, description="base64 Ed25519 public keys")
+
+
+class BasicCredential(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    username: str
+    password: SecretStr
+
+
+class BandwidthAccount(BaseModel):
+    """A Bandwidth messaging application: the HTTP Basic credentials its callbacks carry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    application_id: str
+    credentials: tuple[BasicCredential, ...] = Field(min_length=1)
+
+
+class CustomKeyword(BaseModel):
+    """A company keyword (e.g. JOIN): its reply and an optional consent effect."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reply: str
+    consent_effect: Literal["subscribe", "unsubscribe"] | None = None
+
+
+class KeywordSettings(BaseModel):
+    """Per-company keyword replies; ``{program}``, ``{help_contact}``, ``{frequency}`` are filled in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    custom: dict[str, CustomKeyword] = Field(default_factory=dict)
+    stop_reply: str = (
+        "{program}: You are unsubscribed and will receive no further messages. Reply START to resubscribe."
+    )
+    help_reply: str = (
+        "{program}: Help at {help_contact}. {frequency}. Msg&data rates may apply. Reply STOP to opt out."
+    )
+    start_reply: str = (
+        "{program}: You are subscribed. {frequency}. Msg&data rates may apply. "
+        "Reply HELP for help, STOP to opt out."
+    )
+    # Double opt-in: a new subscriber is pending until they confirm with YES/Y.
+    double_opt_in: bool = False
+
+
+class SendingSettings(BaseModel):
+    """How the company's marketing messages are sent and billed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    opt_out_language: str = "Reply STOP to opt out."
+    link_domain: str = "https://sms.example/l"
+    price_per_segment_micros: int = 7900
+    frequency_cap_hours: int = 12
+    # What a campaign does outside quiet hours: skip it, or hold it until the window opens.
+    campaign_quiet_hours: Literal["skip", "hold"] = "hold"
 
 
 class Company(BaseModel):
@@ -38,6 +118,12 @@ class Company(BaseModel):
     # Load-test companies have their side effects (replies sent to a vendor) suppressed.
     load_test: bool = False
     twilio: TwilioAccount | None = None
+    telnyx: TelnyxAccount | None = None
+    bandwidth: BandwidthAccount | None = None
+    # SHA-256 hex digests of the company's API keys: keys are never stored in clear.
+    api_key_hashes: tuple[str, ...] = ()
+    keywords: KeywordSettings = Field(default_factory=KeywordSettings)
+    sending: SendingSettings = Field(default_factory=SendingSettings)
 
 
 class CompanyDirectory:
@@ -56,7 +142,7 @@ class CompanyDirectory:
                     raise ConfigError(f"number {number} belongs to both {owner.id!r} and {company.id!r}")
                 self._by_number[number] = company
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Company]:
         return iter(self._by_id.values())
 
     def get(self, company_id: str) -> Company | None:
