@@ -43,6 +43,8 @@ class TelnyxAccount(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     public_keys: tuple[str, ...] = Field(min_length=1, description="base64 Ed25519 public keys")
+    # The REST API key messages are sent with (Bearer); None for a receive-only account.
+    api_key: SecretStr | None = None
 
 
 class BasicCredential(BaseModel):
@@ -102,6 +104,9 @@ class SendingSettings(BaseModel):
     frequency_cap_hours: int = 12
     # What a campaign does outside quiet hours: skip it, or hold it until the window opens.
     campaign_quiet_hours: Literal["skip", "hold"] = "hold"
+    # Short links: random base62 codes of this length, kept for this many days.
+    link_code_length: int = Field(default=8, ge=6, le=16)
+    link_ttl_days: int = Field(default=90, ge=1, le=3650)
 
 
 class Company(BaseModel):

@@ -21,6 +21,7 @@ __all__ = [
     "Settings",
     "StackSettings",
     "TopicSettings",
+    "VendorSettings",
     "WorkerSettings",
     "load_settings",
 ]
@@ -101,6 +102,33 @@ class WorkerSettings(_Frozen):
     projector_batch_seconds: float = 1.0
 
 
+class VendorSettings(_Frozen):
+    """Outbound SMS vendors: which one sends, their API endpoints, rate limits, retries, the simulator."""
+
+    # "simulated" is the default for the demo and load tests: nothing leaves the machine.
+    default: str = "simulated"
+    twilio_api_base: str = "https://api.twilio.com"
+    telnyx_api_base: str = "https://api.telnyx.com"
+    request_timeout_s: float = 10.0
+    # Transient errors (429, 5xx, timeouts) are retried this often with exponential backoff.
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    # Messages per second per sending number (US carrier norms); the bucket holds burst_s of them.
+    long_code_mps: float = 1.0
+    toll_free_mps: float = 3.0
+    short_code_mps: float = 100.0
+    burst_s: float = 1.0
+    # The simulated vendor: lognormal delivery delay (median, sigma) and failure rate per error code.
+    simulated_delay_median_ms: float = 800.0
+    simulated_delay_sigma: float = 0.6
+    simulated_failure_rates: dict[str, float] = Field(
+        default_factory=lambda: {"30003": 0.02, "30006": 0.01, "30007": 0.005}
+    )
+    # Where the simulator posts its Twilio-shaped status callbacks, relative to the gateway's public URL.
+    simulated_status_path: str = "/webhooks/twilio/status"
+
+
 class StackSettings(_Frozen):
     """The embedded stack: private broker, ClickHouse and Redis processes under ``state_dir``."""
 
@@ -127,6 +155,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    vendor: VendorSettings = Field(default_factory=VendorSettings)
     # Companies, their numbers, keywords and vendor secrets. The default file holds dev-only secrets.
     companies_file: Path = PROJECT_ROOT / "config" / "companies.toml"
     log_level: str = "INFO"

@@ -30,6 +30,7 @@ __all__ = [
     "MessageType",
     "RawWebhook",
     "SendRequested",
+    "SendHeld",
     "SendSkipped",
     "event_id_for",
     "profile_key",
@@ -161,6 +162,17 @@ class SendSkipped(Event):
     avro_doc: ClassVar[str] = "A send request that was not sent, and why."
     event_type: Literal["SendSkipped"] = "SendSkipped"
     reason: str
+    # The reason in words a customer can read (from agents.send.checks.SkipReason).
+    reason_text: str = ""
+
+
+class SendHeld(Event):
+    """A send request held back (quiet hours) until a moment when it is decided again."""
+
+    avro_doc: ClassVar[str] = "A send request held until its sending window opens."
+    event_type: Literal["SendHeld"] = "SendHeld"
+    reason: str
+    held_until: int
 
 
 class MessageSent(Event):
@@ -172,6 +184,9 @@ class MessageSent(Event):
     vendor_message_id: str
     segments: int
     cost_micros: int
+    # The company's price when sent (metering must not change when the setting changes later).
+    price_per_segment_micros: int = 0
+    encoding: str = ""
 
 
 class MessageDelivered(Event):
@@ -212,6 +227,9 @@ class LinkClicked(Event):
     code: str
     is_bot: bool
     agent_class: str
+    # Why is_bot was set (prefetch header, HEAD, preview agent); empty for a human click.
+    bot_signal: str = ""
+    user_agent: str = ""
 
 
 class ConversionRecorded(Event):
@@ -243,6 +261,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ConsentChanged,
         SendRequested,
         SendSkipped,
+        SendHeld,
         MessageSent,
         MessageDelivered,
         MessageFailed,
