@@ -112,7 +112,7 @@ def _geographic_zones(phone: phonenumbers.PhoneNumber) -> tuple[str, ...]:
     # A non-geographic number (toll-free, premium) gets its whole country's zone list from phonenumbers,
     # which says nothing about where the recipient is.
     number_type = phonenumbers.number_type(phone)
-    if not phonenumbers.is_number_type_geographical(number_type, phone.country_code):
+    if not phonenumbers.is_number_type_geographical(number_type, phone.country_code or 0):
         return ()
     return tuple(sorted(z for z in pn_timezone.time_zones_for_number(phone) if z != _UNKNOWN_ZONE))
 
