@@ -50,8 +50,10 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        # The epsilon absorbs float rounding: after waiting exactly the advised time the refill may come
+        # to 0.999..., and a wait too small to move the clock would then spin forever.
+        if self._tokens >= 1 - 1e-9:
+            self._tokens = max(0.0, self._tokens - 1)
             return 0.0
         return (1 - self._tokens) / self.rate
 
