@@ -9,6 +9,7 @@ environment at import: call :func:`load_settings` from an entry point.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,9 +107,10 @@ class VendorSettings(_Frozen):
     """Outbound SMS vendors: which one sends, their API endpoints, rate limits, retries, the simulator."""
 
     # "simulated" is the default for the demo and load tests: nothing leaves the machine.
-    default: str = "simulated"
+    default: Literal["simulated", "twilio", "telnyx"] = "simulated"
     twilio_api_base: str = "https://api.twilio.com"
     telnyx_api_base: str = "https://api.telnyx.com"
+    twilio_lookup_base: str = "https://lookups.twilio.com"
     request_timeout_s: float = 10.0
     # Transient errors (429, 5xx, timeouts) are retried this often with exponential backoff.
     max_attempts: int = Field(default=4, ge=1)
