@@ -11,8 +11,8 @@ from __future__ import annotations
 import faust
 
 from agents.base import WorkerContext
-from agents.inbound import register_inbound_decider
 from agents.normalizer import register_normalizer
+from agents.profile_decider import register_profile_decider
 from agents.projectors import register_projectors
 from config.companies import CompanyDirectory
 from config.settings import Settings
@@ -55,6 +55,6 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         deadletter_topic=app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
     )
     register_normalizer(ctx)
-    register_inbound_decider(ctx)
+    register_profile_decider(ctx)
     register_projectors(ctx)
     return app

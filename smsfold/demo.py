@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.classify import classify
-from agents.consent import ConsentState, fold_consent
+from agents.profile import ProfileState, decide
 from config import Company, Settings, load_companies
 from gateway.masking import mask_phone
 from projections.clickhouse import clickhouse_client
@@ -56,19 +56,20 @@ def _script(companies: list[Company], rng: random.Random) -> list[DemoMessage]:
 
 def expected_fold(messages: list[DemoMessage]) -> tuple[dict[str, str], int]:
     """What the projections must show: consent per profile and the number of events."""
-    states: dict[str, ConsentState] = {}
+    states: dict[str, ProfileState] = {}
     events = 0
     for i, m in enumerate(messages):
         key = profile_key(m.company.id, m.sender)
-        c = classify(m.body)
+        c = classify(m.body, custom_keywords=m.company.keywords.custom)
         inbound = InboundReceived(
             event_id=event_id_for("InboundReceived", "twilio", m.sid), company_id=m.company.id,
             profile_key=key, occurred_at=i, received_at=i, vendor="twilio", vendor_message_id=m.sid,
             to_number=m.company.numbers[0], body=m.body, message_type=c.message_type.value, keyword=c.keyword,
         )
-        states[key], changed = fold_consent(states.get(key), inbound)
-        events += 1 + (changed is not None)
-    return {k: s.status for k, s in states.items()}, events
+        states[key], outputs = decide(states.get(key), inbound, m.company)
+        # The inbound message, its consent change and its auto reply, if any.
+        events += 1 + len(outputs)
+    return {k: s.consent.status for k, s in states.items()}, events
 
 
 def _post(base_url: str, path: str, headers: dict[str, str], body: bytes) -> int:
