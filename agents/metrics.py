@@ -9,10 +9,12 @@ registry, so building two apps in one process (tests) never registers a metric t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from streams.events import Event, InboundReceived
 
 __all__ = ["STAGES", "STAGE_OF_TIME", "PipelineMetrics"]
 
@@ -73,6 +75,12 @@ class PipelineMetrics:
         for received_at, message_type in items:
             self.records.labels(stage, "ok").inc()
             self.latency.labels(stage, message_type).observe(max(0, now - received_at) / 1000)
+
+    def observe_projected(self, stage: str, events: Sequence[Event]) -> None:
+        """Inbound messages that a projector (event log, timeline) just wrote."""
+        self.observe_stage(
+            stage, [(e.received_at, e.message_type) for e in events if isinstance(e, InboundReceived)]
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics`` on ``host:port`` in a background thread."""

@@ -1,0 +1,266 @@
+"""The inbound pipeline end to end on the real stack: vendor webhooks → normalizer → profile decider →
+read models, for every vendor; dead letters; one number racing STOP/START; conversation; metrics.
+
+Twilio goes through the gateway. Telnyx and Bandwidth records are produced onto ``sms.webhooks.raw``,
+which is the contract their gateway endpoints (issue 3) write to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from clickhouse_driver import Client
+from confluent_kafka import Consumer, Producer
+
+from agents.normalize import Normalizer
+from agents.profile import ProfileState, decide
+from config import Settings, load_companies
+from projections.clickhouse import clickhouse_client
+from projections.conversation import RedisConversationStore
+from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
+from streams.codec import AvroCodec
+from streams.events import Event, RawWebhook
+from streams.producer import producer_config
+from tests.conftest import stack_ports, wait_until
+from tests.payloads import bandwidth_event, raw, telnyx_inbound
+
+pytestmark = pytest.mark.stack
+
+ACME_NUMBER = "+14155550100"
+CODEC = AvroCodec()
+
+
+def _phone() -> str:
+    return f"+1415{random.randrange(2_000_000, 9_999_999):07d}"
+
+
+@pytest.fixture(scope="module")
+def ch(stack_settings: Settings) -> Iterator[Client]:
+    client = clickhouse_client(stack_settings.clickhouse)
+    yield client
+    client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def raw_producer(stack_settings: Settings) -> Iterator[Producer]:
+    producer = Producer(producer_config(stack_settings.kafka))
+    yield producer
+    producer.flush(10)
+
+
+def _produce_raw(producer: Producer, settings: Settings, key: str, records: list[RawWebhook]) -> None:
+    for record in records:
+        producer.produce(settings.topics.raw, key=key.encode(), value=CODEC.encode(record))
+        producer.poll(0)
+    assert producer.flush(15) == 0, "raw records not acknowledged"
+
+
+def _post(base: str, req: SignedRequest) -> int:
+    request = urllib.request.Request(base + req.path, data=req.body, headers=req.headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _rows(ch: Client, profile: str, event_type: str) -> list[dict[str, Any]]:
+    got = ch.execute(
+        "SELECT payload FROM events FINAL WHERE profile_key = %(p)s AND event_type = %(t)s "
+        "ORDER BY occurred_at, event_id", {"p": profile, "t": event_type})
+    return [json.loads(p) for (p,) in got]
+
+
+def _counts(ch: Client, profile: str) -> dict[str, int]:
+    got = ch.execute("SELECT event_type, count() FROM events FINAL WHERE profile_key = %(p)s "
+                     "GROUP BY event_type", {"p": profile})
+    return {str(t): int(n) for t, n in got}
+
+
+def _bandwidth_inbound(sender: str, body: str, message_id: str, at: str, now: int) -> RawWebhook:
+    event = bandwidth_event("message-received", message_id=message_id, sender=sender, to=ACME_NUMBER,
+                            text=body, time=at)
+    return raw("bandwidth", "inbound", event, now)
+
+
+def _send_start_stop_help(
+    vendor: str, settings: Settings, base: str, producer: Producer, sender: str
+) -> None:
+    bodies = ("START", "STOP", "HELP")
+    if vendor == "twilio":
+        acme = load_companies(settings.companies_file).get("acme")
+        assert acme is not None and acme.twilio is not None
+        token = acme.twilio.auth_tokens[0].get_secret_value()
+        for body in bodies:
+            req = twilio_inbound(settings.gateway.public_base_url, token, sender=sender, to=ACME_NUMBER,
+                                 body=body, account_sid=acme.twilio.account_sid, message_sid=new_twilio_sid())
+            assert _post(base, req) == 200
+        return
+    now = int(time.time() * 1000)
+    if vendor == "telnyx":
+        records = [raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, body,
+                                                           occurred_at=f"2025-11-28T20:16:0{i}.000Z"), now)
+                   for i, body in enumerate(bodies)]
+    else:
+        records = [_bandwidth_inbound(sender, body, uuid.uuid4().hex, f"2025-11-28T18:20:1{i}.000Z", now)
+                   for i, body in enumerate(bodies)]
+    _produce_raw(producer, settings, sender, records)
+
+
+@pytest.mark.parametrize("vendor", ["twilio", "telnyx", "bandwidth"])
+def test_start_stop_help_gives_unsubscribed_one_confirmation_and_one_help_reply(
+    vendor: str, stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    sender = _phone()
+    profile = f"acme:{sender}"
+    _send_start_stop_help(vendor, stack_settings, pipeline, raw_producer, sender)
+
+    # Redis: the consent read model ends unsubscribed after two changes.
+    r = redis.Redis.from_url(stack_settings.redis.url)
+    key = f"{stack_settings.redis.key_prefix}:consent:{profile}"
+    state = wait_until(lambda: (h := r.hgetall(key)) and h.get(b"version") == b"2" and h, 60,
+                       f"{vendor}: two consent changes in Redis")
+    assert state[b"status"] == b"unsubscribed" and state[b"method"] == b"sms_keyword:STOP"
+
+    # ClickHouse: three replies requested: the welcome, ONE stop confirmation, ONE help reply.
+    replies = wait_until(lambda: (got := _rows(ch, profile, "SendRequested")) and len(got) >= 3 and got, 30,
+                         f"{vendor}: three auto replies in ClickHouse")
+    time.sleep(0.5)  # anything extra would have arrived by now
+    replies = _rows(ch, profile, "SendRequested")
+    assert len(replies) == 3
+    assert all(p["kind"] == "auto_reply" and p["from_number"] == ACME_NUMBER for p in replies)
+    assert sum("unsubscribed" in p["body"] for p in replies) == 1
+    assert sum("Help at" in p["body"] for p in replies) == 1
+    inbound = _rows(ch, profile, "InboundReceived")
+    assert [p["message_type"] for p in sorted(inbound, key=lambda p: p["stage_times"]["validated"])] == [
+        "subscribe", "unsubscribe", "help"]
+    assert all(p["vendor"] == vendor for p in inbound)
+
+
+def test_malformed_payload_is_dead_lettered_and_the_next_good_one_processed(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    sender = _phone()
+    bad = raw("telnyx", "inbound", b'{"data": {"event_type": "message.received"')  # truncated JSON
+    good = raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, "hello, is my order shipped?"))
+    consumer = Consumer({"bootstrap.servers": stack_settings.kafka.bootstrap_servers,
+                         "group.id": f"dlq-probe-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([stack_settings.topics.deadletter])
+    try:
+        _produce_raw(raw_producer, stack_settings, sender, [bad, good])
+        bad_bytes = CODEC.encode(bad)
+        deadline, found = time.monotonic() + 60, None
+        while found is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None and msg.value() == bad_bytes:
+                found = msg
+        assert found is not None, "the malformed record never reached the dead-letter topic"
+        headers = dict(found.headers() or [])
+        assert headers["reason"].startswith(b"telnyx/inbound: body is not JSON")
+        assert headers["source_topic"] == stack_settings.topics.raw.encode()
+        assert found.key() == sender.encode()
+    finally:
+        consumer.close()
+    rows = wait_until(lambda: _rows(ch, f"acme:{sender}", "InboundReceived"), 30, "the good record after it")
+    assert rows[0]["body"] == "hello, is my order shipped?"
+
+
+def test_one_number_racing_a_thousand_alternating_stop_start_ends_as_the_in_order_fold(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    sender = _phone()
+    profile = f"acme:{sender}"
+    now = int(time.time() * 1000)
+    bodies = ["STOP" if i % 2 == 0 else "START" for i in range(1000)]
+    records = [_bandwidth_inbound(sender, b, f"race-{sender}-{i}", "2025-11-28T18:20:16.000Z", now)
+               for i, b in enumerate(bodies)]
+    started = time.monotonic()
+    _produce_raw(raw_producer, stack_settings, sender, records)  # as fast as the producer goes
+
+    # The in-order fold of the same messages, in-process.
+    expected: ProfileState | None = None
+    companies = load_companies(stack_settings.companies_file)
+    company, normalizer = companies.get("acme"), Normalizer(companies)
+    expected_outputs: list[Event] = []
+    for record in records:
+        (event,) = normalizer.normalize(record).events
+        expected, out = decide(expected, event, company)
+        expected_outputs += out
+    assert expected is not None
+
+    r = redis.Redis.from_url(stack_settings.redis.url)
+    key = f"{stack_settings.redis.key_prefix}:consent:{profile}"
+    state = wait_until(
+        lambda: (h := r.hgetall(key)) and int(h.get(b"version", 0)) == expected.consent.version and h,
+        120, "the 1000th consent change in Redis")
+    elapsed = time.monotonic() - started
+    assert state[b"status"] == expected.consent.status.encode() == b"subscribed"
+    counts = wait_until(lambda: (got := _counts(ch, profile)).get("SendRequested") == 1000 and got, 60,
+                        "1000 replies in ClickHouse")
+    assert counts == {"InboundReceived": 1000, "ConsentChanged": 1000, "SendRequested": 1000}
+    versions = [v for (v,) in ch.execute(
+        "SELECT visitParamExtractUInt(payload, 'version') FROM events FINAL WHERE profile_key = %(p)s "
+        "AND event_type = 'ConsentChanged' ORDER BY occurred_at", {"p": profile})]
+    assert sorted(versions) == list(range(1, 1001))
+    print(f"\n1000 alternating STOP/START folded into Redis in {elapsed:.1f}s")
+
+
+def test_unrecognized_messages_are_kept_as_the_conversation_and_reactions_are_not(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer,
+) -> None:
+    sender = _phone()
+    body = "Hi! My order #1234 arrived damaged 😞 — can someone call me?\nThanks, Pat"
+    now = int(time.time() * 1000)
+    _produce_raw(raw_producer, stack_settings, sender, [
+        raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, body, media=["https://m.example/1.jpg"]),
+            now),
+        raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, "Loved “Your order shipped”"), now),
+        raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, "HELP"), now),
+    ])
+
+    async def read() -> list[Any]:
+        client = aioredis.Redis.from_url(stack_settings.redis.url)
+        try:
+            return list(await RedisConversationStore(client, stack_settings.redis).messages(f"acme:{sender}"))
+        finally:
+            await client.aclose()
+
+    messages = wait_until(lambda: asyncio.run(read()), 60, "the conversation message in Redis")
+    time.sleep(0.5)
+    messages = asyncio.run(read())
+    assert [m.body for m in messages] == [body]
+    assert messages[0].media_urls == ("https://m.example/1.jpg",) and messages[0].vendor == "telnyx"
+
+
+def test_worker_exposes_stage_metrics_per_message_type(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer,
+) -> None:
+    url = f"http://127.0.0.1:{stack_ports()['worker_metrics']}/metrics"
+    sender = _phone()
+    stop = raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, "STOP"), int(time.time() * 1000))
+    _produce_raw(raw_producer, stack_settings, sender, [stop])
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            return ""
+
+    # Wait until the projectors' stages have seen it too.
+    text = wait_until(lambda: (t := scrape()) and 'stage="timeline"' in t and t, 60, "worker metrics")
+    for stage in ("validation", "hydration", "normalization", "classification", "consent_update",
+                  "event_log", "timeline"):
+        assert f'smsfold_stage_records_total{{outcome="ok",stage="{stage}"}}' in text, stage
+    assert 'smsfold_stage_latency_seconds_count{message_type="unsubscribe",stage="consent_update"}' in text
