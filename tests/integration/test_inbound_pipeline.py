@@ -28,6 +28,7 @@ from agents.profile import ProfileState, decide
 from config import Settings, load_companies
 from projections.clickhouse import clickhouse_client
 from projections.conversation import RedisConversationStore
+from projections.latency import latency_by_message_type
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
 from streams.codec import AvroCodec
 from streams.events import Event, RawWebhook
@@ -264,3 +265,58 @@ def test_worker_exposes_stage_metrics_per_message_type(
                   "event_log", "timeline"):
         assert f'smsfold_stage_records_total{{outcome="ok",stage="{stage}"}}' in text, stage
     assert 'smsfold_stage_latency_seconds_count{message_type="unsubscribe",stage="consent_update"}' in text
+
+
+def test_status_callbacks_fold_into_profile_keyed_events(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    recipient = _phone()
+    message_id = f"bw-out-{uuid.uuid4().hex}"
+    now = int(time.time() * 1000)
+    events = [
+        bandwidth_event("message-sending", message_id=message_id, sender=ACME_NUMBER, to=recipient),
+        bandwidth_event("message-delivered", message_id=message_id, sender=ACME_NUMBER, to=recipient),
+        # Bandwidth retries: the same callback again.
+        bandwidth_event("message-delivered", message_id=message_id, sender=ACME_NUMBER, to=recipient),
+    ]
+    records = [raw("bandwidth", "status", e, now) for e in events]
+    _produce_raw(raw_producer, stack_settings, message_id, records)
+    profile = f"acme:{recipient}"
+    counts = wait_until(lambda: (c := _counts(ch, profile)).get("MessageDelivered") and c, 60,
+                        "the delivery in ClickHouse")
+    assert counts == {"MessageStatusUpdated": 1, "MessageDelivered": 1}
+    (delivered,) = _rows(ch, profile, "MessageDelivered")
+    assert delivered["vendor_message_id"] == message_id
+
+
+def test_latency_by_message_type_is_projected_from_the_event_log(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    sender, started = _phone(), int(time.time() * 1000)
+    _send_start_stop_help("bandwidth", stack_settings, pipeline, raw_producer, sender)
+    wait_until(lambda: len(_rows(ch, f"acme:{sender}", "InboundReceived")) == 3, 30, "three inbound rows")
+    rows = latency_by_message_type(ch, "acme", since_ms=started)
+    by_key = {(r.message_type, r.stage): r for r in rows}
+    for message_type in ("subscribe", "unsubscribe", "help"):
+        normalized, logged = by_key[(message_type, "normalized")], by_key[(message_type, "event_log")]
+        assert normalized.messages >= 1 and logged.messages >= 1
+        # Normalizing finishes before the event log row is written, and neither takes minutes here.
+        assert 0 <= normalized.p50_ms <= logged.p50_ms < 60_000
+
+
+async def test_conversation_store_appends_each_message_once(stack_settings: Settings) -> None:
+    client = aioredis.Redis.from_url(stack_settings.redis.url)
+    try:
+        store = RedisConversationStore(client, stack_settings.redis, max_messages=2)
+        sender = _phone()
+        normalizer = Normalizer(load_companies(stack_settings.companies_file))
+        events = [normalizer.normalize(raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, text)))
+                  .events[0] for text in ("first", "STOP", "second", "third")]
+        assert await store.apply(events) == 3  # STOP is a keyword, not conversation
+        assert await store.apply(events) == 0  # redelivered: nothing new
+        assert [m.body for m in await store.messages(f"acme:{sender}")] == ["second", "third"]  # capped at 2
+        assert [m.body for m in await store.messages(f"acme:{sender}", limit=1)] == ["third"]
+        with pytest.raises(ValueError, match="limit must be positive"):
+            await store.messages(f"acme:{sender}", limit=0)
+    finally:
+        await client.aclose()
