@@ -67,14 +67,14 @@ def test_signed_stop_ends_unsubscribed_in_redis_and_as_rows_in_clickhouse(
     assert state[b"version"] == b"2"
     assert state[b"method"] == b"sms_keyword:STOP"
 
-    # ClickHouse holds both inbound messages and both consent changes, once each.
+    # ClickHouse holds both inbound messages, both consent changes and both auto replies, once each.
     ch = clickhouse_client(stack_settings.clickhouse)
     rows = wait_until(
         lambda: (got := ch.execute(
             "SELECT event_type, count() FROM events FINAL WHERE profile_key = %(p)s GROUP BY event_type "
-            "ORDER BY event_type", {"p": f"acme:{sender}"})) and len(got) == 2 and got,
-        30, "four rows in ClickHouse")
-    assert rows == [("ConsentChanged", 2), ("InboundReceived", 2)]
+            "ORDER BY event_type", {"p": f"acme:{sender}"})) and len(got) == 3 and got,
+        30, "six rows in ClickHouse")
+    assert rows == [("ConsentChanged", 2), ("InboundReceived", 2), ("SendRequested", 2)]
     vendor_ids = {p for (p,) in ch.execute(
         "SELECT visitParamExtractString(payload, 'vendor_message_id') FROM events FINAL "
         "WHERE profile_key = %(p)s AND event_type = 'InboundReceived'", {"p": f"acme:{sender}"})}
