@@ -21,7 +21,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from clickhouse_driver import Client
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from agents.normalize import Normalizer
 from agents.profile import ProfileState, decide
@@ -157,7 +157,10 @@ def test_malformed_payload_is_dead_lettered_and_the_next_good_one_processed(
     good = raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, "hello, is my order shipped?"))
     consumer = Consumer({"bootstrap.servers": stack_settings.kafka.bootstrap_servers,
                          "group.id": f"dlq-probe-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([stack_settings.topics.deadletter])
+    # Assigned, not subscribed: a group join takes ~25 s on Tansu with the client's default timeouts.
+    topics = stack_settings.topics
+    consumer.assign([TopicPartition(topics.deadletter, p, OFFSET_BEGINNING)
+                     for p in range(topics.deadletter_partitions)])
     try:
         _produce_raw(raw_producer, stack_settings, sender, [bad, good])
         bad_bytes = CODEC.encode(bad)
