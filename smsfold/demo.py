@@ -177,10 +177,12 @@ def _print_results(
     for event_type, pkey, payload, received_at, projected_at in rows:
         company, phone = str(pkey).split(":", 1)
         data = json.loads(str(payload))
-        detail: str = (
-            f"{data['message_type']}: {data['body']!r}" if event_type == "InboundReceived"
-            else f"{data.get('previous_status')} → {data.get('status')} ({data.get('method')})"
-        )
+        if event_type == "InboundReceived":
+            detail = f"{data['message_type']}: {data['body']!r}"
+        elif event_type == "SendRequested":
+            detail = f"{data['kind']}: {data['body'][:40]!r}…"
+        else:
+            detail = f"{data.get('previous_status')} → {data.get('status')} ({data.get('method')})"
         latency = int(projected_at) - int(received_at)
         events.add_row(str(event_type), f"{company}:{mask_phone(phone)}", detail, str(latency))
     console.print(events)
