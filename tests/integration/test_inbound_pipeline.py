@@ -31,7 +31,7 @@ from projections.conversation import RedisConversationStore
 from projections.latency import latency_by_message_type
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
 from streams.codec import AvroCodec
-from streams.events import Event, RawWebhook
+from streams.events import ConsentChangeRequested, Event, RawWebhook
 from streams.producer import producer_config
 from tests.conftest import stack_ports, wait_until
 from tests.payloads import bandwidth_event, raw, telnyx_inbound
@@ -300,6 +300,8 @@ def test_latency_by_message_type_is_projected_from_the_event_log(
     wait_until(lambda: len(_rows(ch, f"acme:{sender}", "InboundReceived")) == 3, 30, "three inbound rows")
     rows = latency_by_message_type(ch, "acme", since_ms=started)
     by_key = {(r.message_type, r.stage): r for r in rows}
+    print("\n" + "\n".join(f"{r.message_type:12} {r.stage:10} p50 {r.p50_ms:.0f} ms, max {r.max_ms} ms"
+                           for r in rows))
     for message_type in ("subscribe", "unsubscribe", "help"):
         normalized, logged = by_key[(message_type, "normalized")], by_key[(message_type, "event_log")]
         assert normalized.messages >= 1 and logged.messages >= 1
@@ -323,3 +325,32 @@ async def test_conversation_store_appends_each_message_once(stack_settings: Sett
             await store.messages(f"acme:{sender}", limit=0)
     finally:
         await client.aclose()
+
+
+def test_a_form_signup_request_goes_pending_then_yes_confirms(
+    stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
+) -> None:
+    # Issue 6's API will write ConsentChangeRequested onto sms.events; here it is produced directly.
+    sender = _phone()
+    profile = f"globex:{sender}"
+    now = int(time.time() * 1000)
+    requested = ConsentChangeRequested(
+        event_id=str(uuid.uuid4()), company_id="globex", profile_key=profile, occurred_at=now,
+        received_at=now, status="subscribed", source="form", method="form:footer",
+    )
+    raw_producer.produce(stack_settings.topics.events, key=profile.encode(), value=CODEC.encode(requested))
+    assert raw_producer.flush(15) == 0
+    r = redis.Redis.from_url(stack_settings.redis.url)
+    key = f"{stack_settings.redis.key_prefix}:consent:{profile}"
+    wait_until(lambda: r.hget(key, "status") == b"pending", 60, "pending consent in Redis")
+    # The profile confirms by texting Y to the company's number (Bandwidth this time).
+    confirm = bandwidth_event("message-received", message_id=uuid.uuid4().hex, sender=sender,
+                              to="+13125550199", text="Y")
+    _produce_raw(raw_producer, stack_settings, sender, [raw("bandwidth", "inbound", confirm, now)])
+    state = wait_until(lambda: (h := r.hgetall(key)) and h.get(b"status") == b"subscribed" and h, 60,
+                       "subscribed after YES")
+    assert (state[b"source"], state[b"method"], state[b"version"]) == (b"form", b"double_opt_in:Y", b"2")
+    replies = wait_until(lambda: (got := _rows(ch, profile, "SendRequested")) and len(got) == 2 and got, 30,
+                         "the confirmation request and the welcome")
+    assert {p["from_number"] for p in replies} == {"+13125550199"}
+    assert any("Reply YES to confirm" in p["body"] for p in replies)
