@@ -14,7 +14,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ from projections.conversation import RedisConversationStore
 from projections.latency import latency_by_message_type
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
 from streams.codec import AvroCodec
-from streams.events import ConsentChangeRequested, Event, RawWebhook
+from streams.events import ConsentChanged, ConsentChangeRequested, Event, InboundReceived, RawWebhook
 from streams.producer import producer_config
 from tests.conftest import stack_ports, wait_until
 from tests.payloads import bandwidth_event, raw, telnyx_inbound
@@ -217,7 +218,69 @@ def test_one_number_racing_a_thousand_alternating_stop_start_ends_as_the_in_orde
         "SELECT visitParamExtractUInt(payload, 'version') FROM events FINAL WHERE profile_key = %(p)s "
         "AND event_type = 'ConsentChanged' ORDER BY occurred_at", {"p": profile})]
     assert sorted(versions) == list(range(1, 1001))
+    stop_confirmations = [p for p in _rows(ch, profile, "SendRequested") if "unsubscribed" in p["body"]]
+    assert len(stop_confirmations) == 500
     print(f"\n1000 alternating STOP/START folded into Redis in {elapsed:.1f}s")
+
+
+def _profile_log(settings: Settings, profile: str, done: Callable[[list[Event]], bool]) -> list[Event]:
+    """The profile's events in its sms.events partition, in log order, read until ``done`` says so."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
+                         "group.id": f"log-probe-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(settings.topics.events, p, OFFSET_BEGINNING)
+                     for p in range(settings.topics.events_partitions)])
+    events: list[Event] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() is None and msg.key() == profile.encode():
+                    event = CODEC.decode(msg.value())
+                    assert isinstance(event, Event)
+                    events.append(event)
+            if done(events):
+                return events
+        raise AssertionError(f"only {len(events)} events of {profile} in sms.events")
+    finally:
+        consumer.close()
+
+
+def test_alternating_stop_start_raced_through_the_gateway_ends_as_the_fold_of_the_log(
+    stack_settings: Settings, pipeline: str, ch: Client,
+) -> None:
+    # 400 signed Twilio webhooks from one number, 16 at a time: the order they reach Kafka is up to
+    # the race; whatever it is, the read models must equal the in-order fold of the log.
+    sender, n = _phone(), 400
+    profile = f"acme:{sender}"
+    acme = load_companies(stack_settings.companies_file).get("acme")
+    assert acme is not None and acme.twilio is not None
+    token = acme.twilio.auth_tokens[0].get_secret_value()
+    requests = [twilio_inbound(stack_settings.gateway.public_base_url, token, sender=sender, to=ACME_NUMBER,
+                               body="STOP" if i % 2 == 0 else "START", account_sid=acme.twilio.account_sid)
+                for i in range(n)]
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(lambda req: _post(pipeline, req), requests)) == {200}
+
+    log = _profile_log(stack_settings, profile,
+                       lambda got: sum(isinstance(e, InboundReceived) for e in got) >= n)
+    expected: ProfileState | None = None
+    for event in log:
+        if isinstance(event, InboundReceived):
+            expected, _ = decide(expected, event, acme)
+    assert expected is not None
+    r = redis.Redis.from_url(stack_settings.redis.url)
+    key = f"{stack_settings.redis.key_prefix}:consent:{profile}"
+    state = wait_until(
+        lambda: (h := r.hgetall(key)) and int(h.get(b"version", 0)) >= expected.consent.version and h,
+        60, "the last consent change in Redis")
+    assert state[b"status"] == expected.consent.status.encode()
+    assert int(state[b"version"]) == expected.consent.version
+    # The decider's own outputs in the log are exactly the fold's, in the same order.
+    log = _profile_log(stack_settings, profile, lambda got: sum(
+        isinstance(e, ConsentChanged) for e in got) >= expected.consent.version)
+    changes = [e for e in log if isinstance(e, ConsentChanged)]
+    assert [c.version for c in changes] == list(range(1, expected.consent.version + 1))
+    print(f"\n{n} raced webhooks reached the log in an order with {len(changes)} consent changes")
 
 
 def test_unrecognized_messages_are_kept_as_the_conversation_and_reactions_are_not(
