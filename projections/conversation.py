@@ -41,6 +41,14 @@ class ConversationMessage:
     vendor_message_id: str
     to_number: str
 
+    def to_json(self) -> dict[str, object]:
+        """The shape the API returns for one message (GET /v1/profiles/{phone}/conversation)."""
+        return {
+            "event_id": self.event_id, "occurred_at": self.occurred_at, "received_at": self.received_at,
+            "body": self.body, "media_urls": list(self.media_urls), "vendor": self.vendor,
+            "vendor_message_id": self.vendor_message_id, "to_number": self.to_number,
+        }
+
 
 def is_conversation(event: Event) -> bool:
     """Unrecognized inbound messages are routed to a human; keywords and reactions are not."""

@@ -308,6 +308,7 @@ def test_unrecognized_messages_are_kept_as_the_conversation_and_reactions_are_no
     messages = asyncio.run(read())
     assert [m.body for m in messages] == [body]
     assert messages[0].media_urls == ("https://m.example/1.jpg",) and messages[0].vendor == "telnyx"
+    assert json.loads(json.dumps(messages[0].to_json()))["body"] == body
 
 
 def test_worker_exposes_stage_metrics_per_message_type(
