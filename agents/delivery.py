@@ -1,31 +1,15 @@
-"""Canonical delivery statuses and failure categories, and the status fold (rank, never arrival order).
+"""Vendor status words and error codes mapped to canonical statuses and failure categories.
 
-Vendors retry and reorder callbacks, so a message's status only moves forward by rank. ``failed`` ranks
-highest: a later part's success never overwrites an earlier terminal failure of a multi-part message.
+The statuses themselves and their rank fold live in ``streams.statuses`` (the read models use them too).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = [
-    "DeliveryStatus",
-    "FailureCategory",
-    "canonical_status",
-    "failure_category",
-    "fold_delivery_status",
-    "status_rank",
-]
+from streams.statuses import DeliveryStatus
 
-
-class DeliveryStatus(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    UNCONFIRMED = "delivery_unconfirmed"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
+__all__ = ["FailureCategory", "UnknownStatusError", "canonical_status", "failure_category"]
 
 
 class FailureCategory(StrEnum):
@@ -41,16 +25,6 @@ class FailureCategory(StrEnum):
     CANCELED = "canceled"
     UNKNOWN = "unknown"
 
-
-_RANK = {
-    DeliveryStatus.QUEUED: 10,
-    DeliveryStatus.SENDING: 20,
-    DeliveryStatus.SENT: 30,
-    DeliveryStatus.UNCONFIRMED: 40,
-    DeliveryStatus.DELIVERED: 50,
-    DeliveryStatus.READ: 55,
-    DeliveryStatus.FAILED: 60,
-}
 
 # (vendor, vendor status) -> canonical status. Unknown words are refused, not guessed.
 _STATUS = {
@@ -132,14 +106,3 @@ def failure_category(vendor: str, vendor_status: str, error_codes: tuple[str, ..
     if vendor_status == "canceled":
         return FailureCategory.CANCELED
     return FailureCategory.UNKNOWN
-
-
-def status_rank(status: str) -> int:
-    return _RANK.get(DeliveryStatus(status), 0)
-
-
-def fold_delivery_status(current: str | None, incoming: str) -> str:
-    """The status after a callback: only a higher rank moves it, so reorders and duplicates change nothing."""
-    if current is None or status_rank(incoming) > status_rank(current):
-        return incoming
-    return current

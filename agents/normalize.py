@@ -17,12 +17,7 @@ from typing import Protocol
 import phonenumbers
 
 from agents.classify import classify
-from agents.delivery import (
-    DeliveryStatus,
-    UnknownStatusError,
-    canonical_status,
-    failure_category,
-)
+from agents.delivery import UnknownStatusError, canonical_status, failure_category
 from agents.vendors import ParsedInbound, ParsedStatus, VendorPayloadError, parse_webhook
 from config.companies import CompanyDirectory
 from streams.events import (
@@ -35,6 +30,7 @@ from streams.events import (
     event_id_for,
     profile_key,
 )
+from streams.statuses import DeliveryStatus
 
 __all__ = [
     "MessageIndex",

@@ -30,12 +30,13 @@ from config import Settings, load_companies
 from projections.clickhouse import clickhouse_client
 from projections.conversation import RedisConversationStore
 from projections.latency import latency_by_message_type
+from projections.message_status import RedisMessageStatusStore
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
 from streams.codec import AvroCodec
 from streams.events import ConsentChanged, ConsentChangeRequested, Event, InboundReceived, RawWebhook
 from streams.producer import producer_config
 from tests.conftest import stack_ports, wait_until
-from tests.payloads import bandwidth_event, raw, telnyx_inbound
+from tests.payloads import bandwidth_event, raw, telnyx_inbound, twilio_status_form
 
 pytestmark = pytest.mark.stack
 
@@ -354,6 +355,45 @@ def test_status_callbacks_fold_into_profile_keyed_events(
     assert counts == {"MessageStatusUpdated": 1, "MessageDelivered": 1}
     (delivered,) = _rows(ch, profile, "MessageDelivered")
     assert delivered["vendor_message_id"] == message_id
+
+    # A late "sending" callback arrives after the delivery: the status read model stays delivered.
+    late = bandwidth_event("message-sending", message_id=message_id, sender=ACME_NUMBER, to=recipient,
+                           time="2025-11-28T18:20:17.000Z")
+    # Behind it, on the same raw key and profile (so in order), a marker message's delivery.
+    marker_id = f"bw-marker-{uuid.uuid4().hex}"
+    marker = bandwidth_event("message-delivered", message_id=marker_id, sender=ACME_NUMBER, to=recipient)
+    _produce_raw(raw_producer, stack_settings, message_id,
+                 [raw("bandwidth", "status", late, now), raw("bandwidth", "status", marker, now)])
+    r = redis.Redis.from_url(stack_settings.redis.url)
+    prefix = f"{stack_settings.redis.key_prefix}:message-status:bandwidth"
+    wait_until(lambda: r.hget(f"{prefix}:{marker_id}", "status") == b"delivered", 30, "the marker in Redis")
+    assert r.hget(f"{prefix}:{message_id}", "status") == b"delivered"
+    assert r.hget(f"{prefix}:{message_id}", "profile_key") == profile.encode()
+
+
+async def test_message_status_store_folds_by_rank_not_arrival(stack_settings: Settings) -> None:
+    client = aioredis.Redis.from_url(stack_settings.redis.url)
+    try:
+        store = RedisMessageStatusStore(client, stack_settings.redis)
+        sid = new_twilio_sid()
+        normalizer = Normalizer(load_companies(stack_settings.companies_file))
+
+        def status(word: str, error: str = "") -> Event:
+            body = twilio_status_form(sid, word, ACME_NUMBER, "+14155551234", error)
+            return normalizer.normalize(raw("twilio", "status", body)).events[0]
+
+        # Part 1 failed, then (late, out of order) "sent" and part 2's "delivered": failure stands.
+        assert await store.apply([status("undelivered", "30003")]) == 1
+        assert await store.apply([status("sent"), status("delivered"), status("undelivered", "30003")]) == 0
+        got = await store.get("twilio", sid)
+        assert got["status"] == "failed"
+        assert (got["error_code"], got["failure_category"]) == ("30003", "unreachable")
+        # A fresh message moves forward step by step, whatever order the batch holds.
+        sid = new_twilio_sid()
+        assert await store.apply([status("sent"), status("queued"), status("delivered")]) == 2
+        assert (await store.get("twilio", sid))["status"] == "delivered"
+    finally:
+        await client.aclose()
 
 
 def test_latency_by_message_type_is_projected_from_the_event_log(

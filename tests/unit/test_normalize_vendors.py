@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from agents.delivery import fold_delivery_status
 from agents.normalize import MessageRef, NormalizationError, Normalizer
 from config.companies import load_companies
 from streams.events import (
@@ -18,6 +17,7 @@ from streams.events import (
     RawWebhook,
     event_id_for,
 )
+from streams.statuses import fold_delivery_status
 from tests.payloads import (
     bandwidth_event,
     raw,
