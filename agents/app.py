@@ -11,8 +11,8 @@ from __future__ import annotations
 import faust
 
 from agents.base import WorkerContext
-from agents.inbound import register_inbound_decider
 from agents.normalizer import register_normalizer
+from agents.profile_decider import register_profile_decider
 from agents.projectors import register_projectors
 from config.companies import CompanyDirectory
 from config.settings import Settings
@@ -54,7 +54,24 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         events_topic=app.topic(topics.events, key_type=bytes, value_type=bytes),
         deadletter_topic=app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
     )
+    _register_metrics_endpoint(ctx)
     register_normalizer(ctx)
-    register_inbound_decider(ctx)
+    register_profile_decider(ctx)
     register_projectors(ctx)
     return app
+
+
+def _register_metrics_endpoint(ctx: WorkerContext) -> None:
+    worker = ctx.settings.worker
+    if not worker.metrics_enabled:
+        return
+
+    @ctx.app.service
+    class _MetricsEndpoint(faust.Service):
+        """Serves the worker's Prometheus metrics while the worker runs."""
+
+        async def on_start(self) -> None:
+            ctx.metrics.serve(worker.web_port, worker.metrics_host)
+
+        async def on_stop(self) -> None:
+            ctx.metrics.close()

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import EventT
 
+from agents.metrics import PipelineMetrics
 from config.companies import CompanyDirectory
 from config.settings import Settings
 from streams.codec import AvroCodec, DecodeError
@@ -76,6 +77,7 @@ class WorkerContext:
     raw_topic: faust.TopicT
     events_topic: faust.TopicT
     deadletter_topic: faust.TopicT
+    metrics: PipelineMetrics = field(default_factory=PipelineMetrics)
 
     async def dead_letter(self, key: bytes | None, value: bytes, reason: str, source: str) -> None:
         """Park a record that cannot be processed, with its reason and original bytes."""

@@ -11,22 +11,30 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from streams.events import MessageType
 
-__all__ = ["Classification", "classify"]
+V = TypeVar("V")
+
+__all__ = ["Classification", "classify", "find_custom_keyword", "normalize_keyword"]
 
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN = frozenset({"START", "YES", "Y", "UNSTOP"})
 HELP = frozenset({"HELP"})
 INFO = frozenset({"INFO"})
 
+_REACTION_VERB = (
+    r"(?:Loved|Liked|Disliked|Laughed at|Emphasized|Questioned"
+    r"|Removed (?:an? )?\S+(?: \S+)? from|Reacted \S+(?: \S+)? to)"
+)
+# A tapback names the message it reacts to: quoted text (straight or curly quotes) or an attachment.
 _REACTION = re.compile(
-    r"^(?:Loved|Liked|Disliked|Laughed at|Emphasized|Questioned"
-    r"|Removed an? \w+ from|Reacted \S+ to)\s+[\"“”‘’'].*",
+    rf"^{_REACTION_VERB}\s+(?:[\"“”‘’'].*|an? (?:image|photo|video|movie|attachment|audio message|sticker))$",
     re.DOTALL,
 )
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+_SEPARATORS = re.compile(r"[\s\-_.]+")
 _STOP_WORD = re.compile(r"\bstop\b", re.IGNORECASE)
 
 
@@ -52,7 +60,8 @@ def classify(
     if _REACTION.match(body.strip()):
         return Classification(MessageType.REACTION)
     word = normalize_keyword(body)
-    compact = word.replace(" ", "")
+    # "OPT OUT", "Opt-Out" and "stop all" are the one-word keywords typed with a separator.
+    compact = _SEPARATORS.sub("", word)
     if compact in OPT_OUT:
         return Classification(MessageType.UNSUBSCRIBE, compact)
     if compact in OPT_IN:
@@ -69,3 +78,13 @@ def classify(
     if us_recipient and _STOP_WORD.search(body):
         return Classification(MessageType.UNSUBSCRIBE, "STOP")
     return Classification(MessageType.UNRECOGNIZED)
+
+
+def find_custom_keyword(custom_keywords: Mapping[str, V], keyword: str | None) -> V | None:
+    """The company's settings for a keyword that ``classify`` matched (it reports the normalized form)."""
+    if keyword is None:
+        return None
+    for name, value in custom_keywords.items():
+        if normalize_keyword(name) == keyword:
+            return value
+    return None

@@ -90,6 +90,7 @@ class KeywordSettings(BaseModel):
     )
     # Double opt-in: a new subscriber is pending until they confirm with YES/Y.
     double_opt_in: bool = False
+    confirm_reply: str = "{program}: Reply YES to confirm your subscription. Msg&data rates may apply."
 
 
 class SendingSettings(BaseModel):

@@ -96,7 +96,10 @@ class WorkerSettings(_Frozen):
     """The Faust worker."""
 
     app_id: str = "smsfold"
+    # Prometheus /metrics of the worker (stage counters and latency histograms) listen here.
     web_port: int = 16066
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
     # Faust table store: memory:// in tests and the embedded stack, rocksdb:// in production.
     store: str = "memory://"
     projector_batch_size: int = 1000

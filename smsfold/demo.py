@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.classify import classify
-from agents.consent import ConsentState, fold_consent
+from agents.profile import ProfileState, decide
 from config import Company, Settings, load_companies
 from gateway.masking import mask_phone
 from projections.clickhouse import clickhouse_client
@@ -56,19 +56,20 @@ def _script(companies: list[Company], rng: random.Random) -> list[DemoMessage]:
 
 def expected_fold(messages: list[DemoMessage]) -> tuple[dict[str, str], int]:
     """What the projections must show: consent per profile and the number of events."""
-    states: dict[str, ConsentState] = {}
+    states: dict[str, ProfileState] = {}
     events = 0
     for i, m in enumerate(messages):
         key = profile_key(m.company.id, m.sender)
-        c = classify(m.body)
+        c = classify(m.body, custom_keywords=m.company.keywords.custom)
         inbound = InboundReceived(
             event_id=event_id_for("InboundReceived", "twilio", m.sid), company_id=m.company.id,
             profile_key=key, occurred_at=i, received_at=i, vendor="twilio", vendor_message_id=m.sid,
             to_number=m.company.numbers[0], body=m.body, message_type=c.message_type.value, keyword=c.keyword,
         )
-        states[key], changed = fold_consent(states.get(key), inbound)
-        events += 1 + (changed is not None)
-    return {k: s.status for k, s in states.items()}, events
+        states[key], outputs = decide(states.get(key), inbound, m.company)
+        # The inbound message, its consent change and its auto reply, if any.
+        events += 1 + len(outputs)
+    return {k: s.consent.status for k, s in states.items()}, events
 
 
 def _post(base_url: str, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -176,10 +177,12 @@ def _print_results(
     for event_type, pkey, payload, received_at, projected_at in rows:
         company, phone = str(pkey).split(":", 1)
         data = json.loads(str(payload))
-        detail: str = (
-            f"{data['message_type']}: {data['body']!r}" if event_type == "InboundReceived"
-            else f"{data.get('previous_status')} → {data.get('status')} ({data.get('method')})"
-        )
+        if event_type == "InboundReceived":
+            detail = f"{data['message_type']}: {data['body']!r}"
+        elif event_type == "SendRequested":
+            detail = f"{data['kind']}: {data['body'][:40]!r}…"
+        else:
+            detail = f"{data.get('previous_status')} → {data.get('status')} ({data.get('method')})"
         latency = int(projected_at) - int(received_at)
         events.add_row(str(event_type), f"{company}:{mask_phone(phone)}", detail, str(latency))
     console.print(events)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EVENT_TYPES",
+    "ConsentChangeRequested",
     "ConsentChanged",
     "ConsentSource",
     "ConsentStatus",
@@ -27,6 +28,7 @@ __all__ = [
     "MessageDelivered",
     "MessageFailed",
     "MessageSent",
+    "MessageStatusUpdated",
     "MessageType",
     "RawWebhook",
     "SendRequested",
@@ -131,6 +133,9 @@ class InboundReceived(Event):
     media_urls: list[str] = Field(default_factory=list)
     message_type: str
     keyword: str | None = None
+    # Epoch ms at which each pipeline stage finished (validated, hydrated, normalized, classified),
+    # measured against received_at for per-stage latency.
+    stage_times: dict[str, int] = Field(default_factory=dict)
 
 
 class ConsentChanged(Event):
@@ -144,6 +149,18 @@ class ConsentChanged(Event):
     method: str
     # Per-profile, strictly increasing: read models apply a change only if it is newer than what they hold.
     version: int
+    # Epoch ms of the cause's stage completions plus "consent_updated" (when the decider folded it).
+    stage_times: dict[str, int] = Field(default_factory=dict)
+
+
+class ConsentChangeRequested(Event):
+    """A consent change asked for by the API, a sign-up form or an import; the profile decider folds it."""
+
+    avro_doc: ClassVar[str] = "A consent change requested by the API, a form or an import."
+    event_type: Literal["ConsentChangeRequested"] = "ConsentChangeRequested"
+    status: str
+    source: str
+    method: str
 
 
 class SendRequested(Event):
@@ -154,6 +171,9 @@ class SendRequested(Event):
     kind: str
     body: str
     from_number: str | None = None
+    # Recorded but never handed to a vendor (load-test companies): the sender must skip it.
+    suppressed: bool = False
+    stage_times: dict[str, int] = Field(default_factory=dict)
 
 
 class SendSkipped(Event):
@@ -207,6 +227,16 @@ class MessageFailed(Event):
     vendor_message_id: str
     error_code: str
     failure_category: str
+
+
+class MessageStatusUpdated(Event):
+    """A non-terminal (or unconfirmed) vendor status for an outbound message: queued, sent, ..."""
+
+    avro_doc: ClassVar[str] = "A vendor status for an outbound message other than delivered or failed."
+    event_type: Literal["MessageStatusUpdated"] = "MessageStatusUpdated"
+    vendor: str
+    vendor_message_id: str
+    status: str
 
 
 class LinkCreated(Event):
@@ -265,6 +295,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MessageSent,
         MessageDelivered,
         MessageFailed,
+        MessageStatusUpdated,
+        ConsentChangeRequested,
         LinkCreated,
         LinkClicked,
         ConversionRecorded,

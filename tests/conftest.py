@@ -31,7 +31,7 @@ def stack_ports(offset: int = 0) -> dict[str, int]:
     """A full set of embedded-stack ports; ``offset`` separates stacks of one test session."""
     base = PORT_BASE + offset
     return {"broker": base + 92, "ch_tcp": base + 1, "ch_http": base + 23, "ch_inter": base + 9,
-            "redis": base + 79, "gateway": base + 80}
+            "redis": base + 79, "gateway": base + 80, "worker_metrics": base + 66}
 
 
 _P = stack_ports()
@@ -47,6 +47,7 @@ TEST_ENV = {
     "SMSFOLD_REDIS__URL": f"redis://127.0.0.1:{_P['redis']}/0",
     "SMSFOLD_STACK__REDIS_PORT": str(_P["redis"]),
     "SMSFOLD_GATEWAY__PORT": str(_P["gateway"]),
+    "SMSFOLD_WORKER__WEB_PORT": str(_P["worker_metrics"]),
     "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": f"http://127.0.0.1:{_P['gateway']}",
 }
 
