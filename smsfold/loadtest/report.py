@@ -89,7 +89,8 @@ def _series(acked: Sequence[SendResult], projected: dict[str, Projected]) -> dic
         return {"bucket_s": 1, "t": [], "throughput": [], "p99_by_type": {}}
     t0 = min(r.sent_at for r in acked)
     span = max(r.sent_at for r in acked) - t0
-    bucket = max(1, int(span // _MAX_POINTS) + 1)
+    # At most _MAX_POINTS buckets, and none shorter than a quarter second.
+    bucket = max(0.25, span / _MAX_POINTS)
     n = int(span // bucket) + 1
     counts = [0] * n
     lat: dict[str, list[list[float]]] = defaultdict(lambda: [[] for _ in range(n)])
@@ -101,7 +102,7 @@ def _series(acked: Sequence[SendResult], projected: dict[str, Projected]) -> dic
             lat[r.message.message_type][i].append(float(p.latency_ms))
     return {
         "bucket_s": bucket,
-        "t": [i * bucket for i in range(n)],
+        "t": [round(i * bucket, 3) for i in range(n)],
         "throughput": [c / bucket for c in counts],
         "p99_by_type": {
             t: [percentile(b, 99) if b else None for b in buckets] for t, buckets in sorted(lat.items())
@@ -152,15 +153,19 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         if v["passed"]:
             console.print("[green bold]verifier: every acknowledged message projected exactly once[/]")
         else:
-            console.print(
-                f"[red bold]verifier FAILED[/]: {v['missing_count']} missing, {v['doubled_count']} "
-                f"doubled, {v['misclassified_count']} misclassified"
-            )
+            console.print(f"[red bold]verifier {_failure(v)}[/]")
             for label in ("missing", "doubled", "misclassified"):
                 if v[label]:
                     console.print(f"  {label}: {v[label][:10]}")
     if summary["interrupted"]:
         console.print("[yellow]interrupted: this is a partial report[/]")
+
+
+def _failure(v: dict[str, Any]) -> str:
+    return (
+        f"FAILED: {v['missing_count']} missing, {v['doubled_count']} doubled, "
+        f"{v['misclassified_count']} misclassified"
+    )
 
 
 def write_json(summary: dict[str, Any], path: Path) -> Path:
@@ -202,6 +207,12 @@ def _line_chart(title: str, x: Sequence[float], lines: dict[str, Sequence[float 
             f"{px(xv):.1f},{py(yv):.1f}" for xv, yv in zip(x, ys, strict=False) if yv is not None
         )
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{points}"/>')
+        # Markers, so a run of a single bucket still shows its point.
+        parts.extend(
+            f'<circle cx="{px(xv):.1f}" cy="{py(yv):.1f}" r="2.5" fill="{color}"/>'
+            for xv, yv in zip(x, ys, strict=False)
+            if yv is not None
+        )
         parts.append(
             f'<text x="{width - right + 10}" y="{top + 14 * i + 10}" font-size="12" '
             f'fill="{color}">{html.escape(name)}</text>'
@@ -228,9 +239,7 @@ def write_html(summary: dict[str, Any], path: Path) -> Path:
     verdict = (
         "not run"
         if v is None
-        else (
-            "passed" if v["passed"] else f"FAILED: {v['missing_count']} missing, {v['doubled_count']} doubled"
-        )
+        else ("passed: every acknowledged message projected exactly once" if v["passed"] else _failure(v))
     )
     partial = " (interrupted: partial report)" if summary["interrupted"] else ""
     page = f"""<!doctype html>

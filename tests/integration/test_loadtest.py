@@ -19,6 +19,29 @@ from smsfold.loadtest import LoadTestOptions, run_loadtest
 pytestmark = pytest.mark.stack
 
 
+def render_in_chromium(page: Path, tmp_path: Path) -> tuple[str, bytes]:
+    """Load a page in headless Chromium: its rendered DOM and a screenshot."""
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=900,1100",
+    ]
+    url = page.resolve().as_uri()
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", url], capture_output=True, timeout=60, check=True)
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", url], capture_output=True, timeout=60, check=True
+    )
+    return dom.stdout.decode(), shot.read_bytes()
+
+
 def _report(out_dir: Path) -> dict[str, object]:
     [path] = sorted(out_dir.glob("loadtest-*.json"))
     data: dict[str, object] = json.loads(path.read_text())
@@ -56,7 +79,12 @@ def test_small_run_is_acknowledged_verified_and_reported(
         "unrecognized",
     }
     assert all(c["projected"] == c["acknowledged"] == 10 and c["doubled"] == 0 for c in per_type.values())
-    assert (tmp_path / Path(next(tmp_path.glob("loadtest-*.html")).name)).read_text().count("<svg") == 2
+    # The HTML page renders in a real browser: both charts with their points, the verdict, the table.
+    [page] = tmp_path.glob("loadtest-*.html")
+    dom, png = render_in_chromium(page, tmp_path)
+    assert dom.count("<svg") == 2 and "<polyline" in dom and "<circle" in dom
+    assert "verifier: passed" in dom and "custom_keyword" in dom
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
 
 def test_skip_types_and_mix_are_honoured(stack_settings: Settings, pipeline: str, tmp_path: Path) -> None:
