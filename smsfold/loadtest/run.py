@@ -23,7 +23,7 @@ from smsfold.loadtest.report import build_summary, print_summary, write_html, wr
 from smsfold.loadtest.runner import SendResult, SendStats, send_all
 from smsfold.webhooks import SignedRequest, twilio_inbound
 
-__all__ = ["run_loadtest"]
+__all__ = ["run_loadtest", "signer"]
 
 
 def _companies(settings: Settings, options: LoadTestOptions) -> list[Company]:
@@ -42,7 +42,7 @@ def _companies(settings: Settings, options: LoadTestOptions) -> list[Company]:
     return chosen
 
 
-def _signer(settings: Settings, vendor: str) -> Callable[[PlannedMessage], SignedRequest]:
+def signer(settings: Settings, vendor: str) -> Callable[[PlannedMessage], SignedRequest]:
     base = settings.gateway.public_base_url
     if vendor == "twilio":
 
@@ -80,7 +80,7 @@ def run_loadtest(
     """Run one load test; exit code 0 only if the verifier passed (or was not asked for)."""
     console = console or Console()
     companies = _companies(settings, options)
-    sign = _signer(settings, options.vendor)
+    sign = signer(settings, options.vendor)
     url = gateway_url or f"http://{settings.gateway.host}:{settings.gateway.port}"
     stats = SendStats()
     started = time.time()

@@ -83,10 +83,12 @@ async def send_all(
         async with lock:
             if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
                 return None
+            due = next_due[0]
+            if deadline is not None and due >= deadline:
+                return None  # scheduled past the end of the run: not sent
             message = next(messages, None)
             if message is None:
                 return None
-            due = next_due[0]
             rate = options.rate_at(due - start)
             next_due[0] = due + (1.0 / rate if rate else 0.0)
             return message, due
