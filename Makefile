@@ -8,8 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 COMPOSE_FILE := docker-compose.kafka.yml
-# Debian packages of the embedded stack; each installs a binary of the same name.
-SYSTEM_PACKAGES := clickhouse-server clickhouse-client redis-server
+# Debian packages of the embedded stack (and Chromium, which renders the load-test report in the tests);
+# each installs a binary of the same name.
+SYSTEM_PACKAGES := clickhouse-server clickhouse-client redis-server chromium
 # apt-get needs root: use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo || true)
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get

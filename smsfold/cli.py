@@ -22,6 +22,8 @@ from rich.table import Table
 from config.companies import ConfigError
 from config.settings import Settings, load_settings
 from projections.migrate import MigrationError
+from smsfold.loadtest.cli import add_loadtest_commands
+from smsfold.loadtest.options import OptionError
 from smsfold.stack import EmbeddedStack, StackError
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 """A command: gets the settings and the parsed arguments, returns the process exit code."""
 
 EXIT_USAGE = 2
-_USER_ERRORS = (StackError, ConfigError, MigrationError)
+_USER_ERRORS = (StackError, ConfigError, MigrationError, OptionError)
 
 
 def stack_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,7 +125,11 @@ def add_process_commands(subparsers: Subparsers) -> None:
     ).set_defaults(handler=demo)
 
 
-COMMANDS: list[Callable[[Subparsers], None]] = [add_stack_commands, add_process_commands]
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    add_stack_commands,
+    add_process_commands,
+    add_loadtest_commands,
+]
 """Command groups, in ``--help`` order; each adds its sub-parsers and binds them to handlers."""
 
 

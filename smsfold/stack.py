@@ -31,7 +31,7 @@ from config.settings import Settings
 from projections.migrate import MigrationError, apply_migrations
 from streams.topics import topic_specs
 
-__all__ = ["COMPONENTS", "ComponentStatus", "EmbeddedStack", "StackError"]
+__all__ = ["COMPONENTS", "ComponentStatus", "EmbeddedStack", "StackError", "private_stack_env"]
 
 COMPONENTS = ("broker", "clickhouse", "redis")
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -396,3 +396,29 @@ class EmbeddedStack:
             detail = "not running" if embedded and not pid and reason else detail
             result.append(ComponentStatus(name, embedded, self.endpoint(name), pid, reason is None, detail))
         return result
+
+
+def private_stack_env(port_base: int, state_dir: Path, database: str = "smsfold") -> dict[str, str]:
+    """``SMSFOLD_*`` variables for a complete embedded stack (and gateway) on ports ``port_base + n``.
+
+    Tests and benchmarks run their own stacks this way, so they never collide with a developer's
+    stack on the default ports, nor with each other.
+    """
+    broker, ch_tcp, ch_http, ch_inter = port_base + 92, port_base + 1, port_base + 23, port_base + 9
+    redis, gateway, worker_metrics = port_base + 79, port_base + 80, port_base + 66
+    return {
+        "SMSFOLD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{broker}",
+        "SMSFOLD_STACK__BROKER_PORT": str(broker),
+        "SMSFOLD_CLICKHOUSE__PORT": str(ch_tcp),
+        "SMSFOLD_CLICKHOUSE__HTTP_PORT": str(ch_http),
+        "SMSFOLD_STACK__CLICKHOUSE_TCP_PORT": str(ch_tcp),
+        "SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT": str(ch_http),
+        "SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT": str(ch_inter),
+        "SMSFOLD_CLICKHOUSE__DATABASE": database,
+        "SMSFOLD_REDIS__URL": f"redis://127.0.0.1:{redis}/0",
+        "SMSFOLD_STACK__REDIS_PORT": str(redis),
+        "SMSFOLD_GATEWAY__PORT": str(gateway),
+        "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway}",
+        "SMSFOLD_WORKER__WEB_PORT": str(worker_metrics),
+        "SMSFOLD_STACK__STATE_DIR": str(state_dir),
+    }

@@ -18,7 +18,7 @@ import pytest
 
 from config import Settings, load_settings
 from smsfold.processes import ManagedProcess
-from smsfold.stack import EmbeddedStack
+from smsfold.stack import EmbeddedStack, private_stack_env
 
 T = TypeVar("T")
 
@@ -28,28 +28,16 @@ PORT_BASE = int(os.environ.get("SMSFOLD_TEST_PORT_BASE", "39000"))
 
 
 def stack_ports(offset: int = 0) -> dict[str, int]:
-    """A full set of embedded-stack ports; ``offset`` separates stacks of one test session."""
-    base = PORT_BASE + offset
-    return {"broker": base + 92, "ch_tcp": base + 1, "ch_http": base + 23, "ch_inter": base + 9,
-            "redis": base + 79, "gateway": base + 80, "worker_metrics": base + 66}
-
-
-_P = stack_ports()
-TEST_ENV = {
-    "SMSFOLD_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_P['broker']}",
-    "SMSFOLD_STACK__BROKER_PORT": str(_P["broker"]),
-    "SMSFOLD_CLICKHOUSE__PORT": str(_P["ch_tcp"]),
-    "SMSFOLD_CLICKHOUSE__HTTP_PORT": str(_P["ch_http"]),
-    "SMSFOLD_STACK__CLICKHOUSE_TCP_PORT": str(_P["ch_tcp"]),
-    "SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT": str(_P["ch_http"]),
-    "SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT": str(_P["ch_inter"]),
-    "SMSFOLD_CLICKHOUSE__DATABASE": "smsfold_test",
-    "SMSFOLD_REDIS__URL": f"redis://127.0.0.1:{_P['redis']}/0",
-    "SMSFOLD_STACK__REDIS_PORT": str(_P["redis"]),
-    "SMSFOLD_GATEWAY__PORT": str(_P["gateway"]),
-    "SMSFOLD_WORKER__WEB_PORT": str(_P["worker_metrics"]),
-    "SMSFOLD_GATEWAY__PUBLIC_BASE_URL": f"http://127.0.0.1:{_P['gateway']}",
-}
+    """The ports of ``private_stack_env(PORT_BASE + offset, ...)``, for tests that run a second stack."""
+    env = private_stack_env(PORT_BASE + offset, Path("."))
+    return {
+        "broker": int(env["SMSFOLD_STACK__BROKER_PORT"]),
+        "ch_tcp": int(env["SMSFOLD_STACK__CLICKHOUSE_TCP_PORT"]),
+        "ch_http": int(env["SMSFOLD_STACK__CLICKHOUSE_HTTP_PORT"]),
+        "ch_inter": int(env["SMSFOLD_STACK__CLICKHOUSE_INTERSERVER_PORT"]),
+        "redis": int(env["SMSFOLD_STACK__REDIS_PORT"]),
+        "worker_metrics": int(env["SMSFOLD_WORKER__WEB_PORT"]),
+    }
 
 
 def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
@@ -67,8 +55,7 @@ def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str, inter
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for the session stack; the stack is up for as long as the session runs."""
-    state_dir = tmp_path_factory.mktemp("stack")
-    env = {**TEST_ENV, "SMSFOLD_STACK__STATE_DIR": str(state_dir)}
+    env = private_stack_env(PORT_BASE, tmp_path_factory.mktemp("stack"), database="smsfold_test")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = load_settings()
