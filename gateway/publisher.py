@@ -6,9 +6,17 @@ import asyncio
 from typing import Protocol
 
 from gateway.errors import PublishError
-from streams.events import RawWebhook
+from streams.events import Event, RawWebhook
 
-__all__ = ["EventCodec", "KafkaRawPublisher", "RawPublisher", "RecordProducer"]
+__all__ = [
+    "DomainCodec",
+    "EventCodec",
+    "EventPublisher",
+    "KafkaEventPublisher",
+    "KafkaRawPublisher",
+    "RawPublisher",
+    "RecordProducer",
+]
 
 
 class RawPublisher(Protocol):
@@ -53,4 +61,42 @@ class KafkaRawPublisher:
             ) from None
         except Exception as exc:
             # ProduceError and anything else send raises mean the same thing: no ack, so not durable.
+            raise PublishError(f"publishing to {self._topic} failed: {type(exc).__name__}") from exc
+
+
+class EventPublisher(Protocol):
+    """Publishes domain events to ``sms.events`` (the JSON API's send requests, consent changes,
+    conversions); returns only once Kafka acknowledged the event."""
+
+    async def publish_event(self, event: Event) -> None:
+        """Raise PublishError when the event was not acknowledged."""
+        ...
+
+
+class DomainCodec(Protocol):
+    def encode(self, model: Event, /) -> bytes: ...
+
+
+class KafkaEventPublisher:
+    """EventPublisher over the event log producer: Avro, keyed by the profile key (one profile's events
+    stay in one partition, in order)."""
+
+    def __init__(self, producer: RecordProducer, codec: DomainCodec, topic: str, timeout_s: float) -> None:
+        self._producer = producer
+        self._codec = codec
+        self._topic = topic
+        self._timeout_s = timeout_s
+
+    async def publish_event(self, event: Event) -> None:
+        value = self._codec.encode(event)
+        try:
+            await asyncio.wait_for(
+                self._producer.send(self._topic, event.profile_key.encode("utf-8"), value),
+                timeout=self._timeout_s,
+            )
+        except TimeoutError:
+            raise PublishError(
+                f"Kafka did not acknowledge {event.event_type} on {self._topic} within {self._timeout_s:g} s"
+            ) from None
+        except Exception as exc:
             raise PublishError(f"publishing to {self._topic} failed: {type(exc).__name__}") from exc

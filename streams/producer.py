@@ -71,6 +71,17 @@ class EventLogProducer:
             await asyncio.to_thread(self._poller.join, 2.0)
         self._producer = None
 
+    async def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether the cluster answers a metadata request within ``timeout_s`` (for readiness checks)."""
+        if self._producer is None:
+            return False
+        producer = self._producer
+        try:
+            metadata = await asyncio.to_thread(producer.list_topics, None, timeout_s)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
+
     def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_settle, future, err)

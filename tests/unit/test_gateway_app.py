@@ -203,8 +203,8 @@ async def test_number_without_twilio_account_is_403(client: Client, publisher: F
 
 async def test_wrong_content_type_is_415(client: Client, publisher: FakePublisher) -> None:
     fields = _inbound_fields()
-    headers = {**_signed_headers(fields), "Content-Type": "application/json"}
-    response = await client.post(PATH, data=b'{"To": "x"}', headers=headers)
+    headers = {**_signed_headers(fields), "Content-Type": "text/plain"}
+    response = await client.post(PATH, data=b"To=x", headers=headers)
     payload = await _error(response, 415, "unsupported_media_type")
     assert "application/x-www-form-urlencoded" in payload["error"]["message"]
     assert publisher.published == []
