@@ -102,6 +102,8 @@ class Spool:
         self._pending_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._seal_requested = False
+        # Set when an append was refused at the quota; cleared once the drainer frees space.
+        self._refused = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -158,7 +160,8 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        return self.size >= self.max_bytes
+        """At the quota: the last append did not fit and nothing was drained since."""
+        return self._refused or self.size >= self.max_bytes
 
     def sealed_segments(self) -> list[Path]:
         """Segments no longer written to, oldest first: what the drainer may forward."""
@@ -177,6 +180,7 @@ class Spool:
             raise SpoolError(f"segment {path.name} is still being written")
         path.unlink(missing_ok=True)
         self._segments.pop(path, None)
+        self._refused = False
 
     # -- appending ---------------------------------------------------------------------------------------
 
@@ -189,6 +193,7 @@ class Spool:
         now_ms = time.time_ns() // 1_000_000
         frames = b"".join(encode_frame(key, value, now_ms) for key, value in records)
         if self.size + len(frames) > self.max_bytes:
+            self._refused = True
             raise SpoolFull(f"spool quota of {self.max_bytes} bytes reached ({self.depth} records waiting)")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(frames, len(records), now_ms, done))
