@@ -4,6 +4,7 @@ not answer within the vendor's budget, once it is fsync'd to the local spool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -50,25 +51,20 @@ class DurableRecorder:
         self._spool = spool
         self._codec = codec
         self._metrics = metrics
-        # Sends that outlived their budget keep running (Kafka may still take them): hold a reference.
-        self._late: set[asyncio.Task[None]] = set()
 
     async def record(self, vendor: str, records: Sequence[RawRecord], budget_s: float) -> Durability:
         """Make ``records`` durable within ``budget_s``; raise PublishError/SpoolError (answer 503) if not."""
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(self._timed(record, key, started)) for record, key in records]
-        done, pending = await asyncio.wait(tasks, timeout=budget_s)
-        unacked = [
-            records[i] for i, task in enumerate(tasks) if task in pending or task.exception() is not None
-        ]
-        for task in pending:
-            self._late.add(task)
-            task.add_done_callback(self._forget)
-        for task in done:
-            error = task.exception()
-            # PublishError is an outage (spool it); anything else (an encoding failure) is a bug: a 500.
-            if error is not None and not isinstance(error, PublishError):
-                raise error
+        acks = [self._publisher.start_raw(record, key) for record, key in records]
+        for ack in acks:
+            ack.add_done_callback(lambda done: self._observe(done, started))
+        # No task per request: wait on the futures themselves (shielded, so a timeout leaves the send alone).
+        if len(acks) == 1:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(acks[0]), budget_s)
+        else:
+            await asyncio.wait(acks, timeout=budget_s)
+        unacked = [records[i] for i, ack in enumerate(acks) if not _acked(ack)]
         if not unacked:
             self._metrics.outcome(vendor, Durability.KAFKA.value)
             return Durability.KAFKA
@@ -90,11 +86,13 @@ class DurableRecorder:
         )
         return Durability.SPOOL
 
-    async def _timed(self, record: RawWebhook, key: str, started: float) -> None:
-        await self._publisher.publish_raw(record, key)
-        self._metrics.kafka_ack.observe(time.perf_counter() - started)
+    def _observe(self, ack: asyncio.Future[None], started: float) -> None:
+        # Also retrieves the exception of a late failure, which nobody else awaits.
+        if _acked(ack):
+            self._metrics.kafka_ack.observe(time.perf_counter() - started)
+        elif not ack.cancelled():
+            log.debug("Kafka did not acknowledge a raw record: %s", ack.exception())
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._late.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("a late Kafka send failed after its request was spooled: %s", task.exception())
+
+def _acked(ack: asyncio.Future[None]) -> bool:
+    return ack.done() and not ack.cancelled() and ack.exception() is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -113,8 +114,13 @@ def metric_labels(request: web.Request) -> tuple[str, str]:
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
     too_large = ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise too_large
+        try:
+            return await request.content.readexactly(request.content_length)
+        except asyncio.IncompleteReadError:
+            raise ApiError(400, "incomplete_body", "the body ended before Content-Length bytes") from None
     body = bytearray()
     async for chunk in request.content.iter_chunked(64 * 1024):
         body += chunk

@@ -60,14 +60,26 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._outcome_children: dict[tuple[str, str], Counter] = {}
+
     def observe_spool(self, stats: SpoolStats) -> None:
         self.registry.register(_SpoolCollector(stats))
 
     def request(self, vendor: str, endpoint: str, status: int) -> None:
-        self.requests.labels(vendor, endpoint, str(status)).inc()
+        # labels() takes a lock and builds a key on every call: keep the children (a few dozen at most).
+        key = (vendor, endpoint, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(vendor, endpoint, str(status))
+        child.inc()
 
     def outcome(self, vendor: str, outcome: str) -> None:
-        self.outcomes.labels(vendor, outcome).inc()
+        key = (vendor, outcome)
+        child = self._outcome_children.get(key)
+        if child is None:
+            child = self._outcome_children[key] = self.outcomes.labels(vendor, outcome)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

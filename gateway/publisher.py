@@ -20,17 +20,19 @@ __all__ = [
 
 
 class RawPublisher(Protocol):
-    """Publishes one raw webhook record; returns only once Kafka acknowledged it."""
+    """Publishes raw webhook records to Kafka."""
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
-        """Raise PublishError when the record was not acknowledged (broker unavailable, timeout)."""
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+        """Enqueue ``record``; the future resolves once Kafka acknowledged it and fails when it did not.
+        An exception raised here (not in the future) is a bug, such as a record that cannot be encoded."""
         ...
 
 
 class RecordProducer(Protocol):
-    """What KafkaRawPublisher needs of ``streams.producer.EventLogProducer``."""
+    """What the Kafka publishers need of ``streams.producer.EventLogProducer``: enqueue a record, get a
+    future that resolves on Kafka's ack (awaiting the future directly spares a task per request)."""
 
-    async def send(self, topic: str, key: bytes, value: bytes, /) -> None: ...
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes, /) -> asyncio.Future[None]: ...
 
 
 class EventCodec(Protocol):
@@ -48,12 +50,23 @@ class KafkaRawPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
         # An encoding failure is a bug, not an outage: it propagates as is.
         value = self._codec.encode(record)
         try:
+            return self._producer.send_nowait(self._topic, key.encode("utf-8"), value)
+        except Exception as exc:
+            # A full local queue or a stopped producer: an outage, reported through the future.
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(PublishError(f"publishing to {self._topic} failed: {exc}"))
+            return failed
+
+    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+        """Publish and wait for the ack (up to the timeout); PublishError when there is none."""
+        value = self._codec.encode(record)
+        try:
             await asyncio.wait_for(
-                self._producer.send(self._topic, key.encode("utf-8"), value), timeout=self._timeout_s
+                self._producer.send_nowait(self._topic, key.encode("utf-8"), value), timeout=self._timeout_s
             )
         except TimeoutError:
             raise PublishError(
@@ -91,7 +104,7 @@ class KafkaEventPublisher:
         value = self._codec.encode(event)
         try:
             await asyncio.wait_for(
-                self._producer.send(self._topic, event.profile_key.encode("utf-8"), value),
+                self._producer.send_nowait(self._topic, event.profile_key.encode("utf-8"), value),
                 timeout=self._timeout_s,
             )
         except TimeoutError:

@@ -9,6 +9,7 @@ Basic credentials.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,6 +56,16 @@ def twilio_signature(auth_token: str, url: str, params: TwilioParams) -> str:
 
 def twilio_url_variants(url: str) -> list[str]:
     """``url`` plus the same URL with its default port added or removed: Twilio signs either form."""
+    return list(_cached_variants(url))
+
+
+# Webhook URLs repeat (a handful of routes), so the split is done once per URL.
+@functools.lru_cache(maxsize=1024)
+def _cached_variants(url: str) -> tuple[str, ...]:
+    return tuple(_url_variants(url))
+
+
+def _url_variants(url: str) -> list[str]:
     variants = [url]
     try:
         parts = urlsplit(url)
@@ -79,14 +90,14 @@ def _same(expected: str, given: str) -> bool:
 
 def verify_twilio(tokens: Sequence[str], url: str, params: TwilioParams, signature: str) -> bool:
     """Whether ``signature`` is Twilio's for this request under any of ``tokens`` (rotation) and either
-    form of the URL's default port. Every candidate is compared in constant time."""
+    form of the URL's default port. Each comparison is constant-time; stopping at the first match only
+    reveals which candidate matched, which is no secret."""
     pairs = _pairs(params)
-    results = [
+    return any(
         _same(twilio_signature(token, candidate, pairs), signature)
         for token in tokens
-        for candidate in twilio_url_variants(url)
-    ]
-    return any(results)
+        for candidate in _cached_variants(url)
+    )
 
 
 def twilio_body_sha256(body: bytes) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -36,14 +36,24 @@ REQUIRED = {"inbound": ("To", "From", "MessageSid"), "status": ("MessageSid", "M
 
 
 def _parse_form(body: bytes) -> list[tuple[str, str]]:
+    """``parse_qsl(strict_parsing=True)`` semantics, without unquoting the many fields that need none (the
+    hot path of every Twilio webhook)."""
     try:
-        text = body.decode("utf-8")
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
+        fields: list[tuple[str, str]] = []
+        for piece in body.decode("utf-8").split("&"):
+            name, sep, value = piece.partition("=")
+            if not sep:
+                raise ApiError(
+                    400, "malformed_body", f"form body is malformed: bad field {redact_phones(piece)!r}"
+                )
+            if "%" in name or "+" in name:
+                name = unquote_plus(name, errors="strict")
+            if "%" in value or "+" in value:
+                value = unquote_plus(value, errors="strict")
+            fields.append((name, value))
+        return fields
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_body", "form body is not valid UTF-8") from None
-    except ValueError as exc:
-        # parse_qsl names the bad field ("bad query field: 'x'").
-        raise ApiError(400, "malformed_body", f"form body is malformed: {redact_phones(str(exc))}") from None
 
 
 def _json_fields(body: bytes) -> list[tuple[str, str]]:

@@ -98,12 +98,14 @@ class FakePublisher:
         self.fail = False
         self.hang = False
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
-        if self.hang:
-            await asyncio.sleep(3600)
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail:
-            raise PublishError("broker unavailable")
-        self.published.append((record, key))
+            ack.set_exception(PublishError("broker unavailable"))
+        elif not self.hang:
+            self.published.append((record, key))
+            ack.set_result(None)
+        return ack
 
 
 async def expect_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:

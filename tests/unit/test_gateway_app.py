@@ -39,14 +39,18 @@ class FakePublisher:
         self.published: list[tuple[RawWebhook, str]] = []
         self.fail = False
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail:
-            raise PublishError("broker unavailable")
-        self.published.append((record, key))
+            ack.set_exception(PublishError("broker unavailable"))
+        else:
+            self.published.append((record, key))
+            ack.set_result(None)
+        return ack
 
 
 class ExplodingPublisher:
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
         raise RuntimeError(f"boom for {key}")
 
 
@@ -345,15 +349,24 @@ class FakeProducer:
     """Duck-typed stand-in for streams.producer.EventLogProducer."""
 
     def __init__(self, error: Exception | None = None, delay_s: float = 0.0) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.error = error
         self.delay_s = delay_s
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        await asyncio.sleep(self.delay_s)
-        if self.error is not None:
-            raise self.error
-        self.sent.append((topic, key, value))
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle() -> None:
+            if future.done():
+                return
+            if self.error is not None:
+                future.set_exception(self.error)
+            else:
+                self.sent.append((topic, key, value))
+                future.set_result(None)
+
+        asyncio.get_running_loop().call_later(self.delay_s, settle)
+        return future
 
 
 class FakeCodec:
