@@ -15,10 +15,11 @@ from pydantic import SecretStr
 
 from config.companies import Company, CompanyDirectory, TwilioAccount
 from config.settings import GatewaySettings, Settings
-from gateway import KafkaRawPublisher, PublishError, create_app
+from gateway import KafkaEventPublisher, KafkaRawPublisher, PublishError, create_app
 from gateway.masking import mask_phone, redact_phones
 from gateway.signatures import twilio_signature
-from streams.events import RawWebhook
+from streams.codec import AvroCodec
+from streams.events import InboundReceived, RawWebhook
 
 PUBLIC_BASE = "https://sms.example.com"
 PATH = "/webhooks/twilio/inbound"
@@ -408,3 +409,26 @@ async def test_kafka_raw_publisher_times_out_into_publish_error() -> None:
     with pytest.raises(PublishError, match="did not acknowledge"):
         await publisher.publish_raw(_record(), SENDER)
     assert producer.sent == []
+
+
+def _event() -> InboundReceived:
+    return InboundReceived(
+        event_id="e1", company_id="acme", profile_key=f"acme:{SENDER}", occurred_at=1, received_at=1,
+        vendor="twilio", vendor_message_id="SM1", to_number=ACME_NUMBER, body="hi",
+        message_type="unrecognized",
+    )
+
+
+async def test_kafka_event_publisher_keys_domain_events_by_profile() -> None:
+    producer = FakeProducer()
+    publisher = KafkaEventPublisher(producer, AvroCodec(), "sms.events", 1.0)
+    await publisher.publish_event(_event())
+    [(topic, key, value)] = producer.sent
+    assert (topic, key) == ("sms.events", f"acme:{SENDER}".encode())
+    assert AvroCodec().decode(value) == _event()
+
+
+async def test_kafka_event_publisher_without_ack_raises_publish_error() -> None:
+    publisher = KafkaEventPublisher(FakeProducer(delay_s=10.0), AvroCodec(), "sms.events", 0.01)
+    with pytest.raises(PublishError, match="InboundReceived"):
+        await publisher.publish_event(_event())
