@@ -146,6 +146,8 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_body", "JSON body is not valid UTF-8") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_body", "JSON body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,

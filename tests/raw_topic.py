@@ -1,4 +1,9 @@
-"""Read back ``sms.webhooks.raw`` in tests: every record from the beginning up to the current end."""
+"""Read back ``sms.webhooks.raw`` in tests: every record from the beginning to the current end.
+
+Tansu reports a partition's high watermark as the base offset of its last batch + 1, so it under-counts
+whenever the last produce batch held several records (a Bandwidth batch, a spool segment forwarded at
+once). The reader therefore reads until the topic stays quiet instead of stopping at the watermarks.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ from streams.codec import AvroCodec
 from streams.events import RawWebhook
 
 
-def raw_records(settings: Settings, timeout_s: float = 20.0) -> list[tuple[bytes | None, RawWebhook]]:
-    """``(key, record)`` for every record on the raw topic (all partitions, up to the high watermarks)."""
+def raw_records(
+    settings: Settings, timeout_s: float = 20.0, quiet_s: float = 1.0
+) -> list[tuple[bytes | None, RawWebhook]]:
+    """``(key, record)`` for every record on the raw topic (all partitions)."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -27,15 +34,18 @@ def raw_records(settings: Settings, timeout_s: float = 20.0) -> list[tuple[bytes
             TopicPartition(settings.topics.raw, p, OFFSET_BEGINNING)
             for p in range(settings.topics.raw_partitions)
         ]
+        # The watermarks are a lower bound of what must be read at least.
         ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
         remaining = {p: end for p, end in ends.items() if end > 0}
         consumer.assign(partitions)
         out: list[tuple[bytes | None, RawWebhook]] = []
         deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
+        last_seen = time.monotonic()
+        while time.monotonic() < deadline and (remaining or time.monotonic() - last_seen < quiet_s):
+            msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
+            last_seen = time.monotonic()
             record = codec.decode(msg.value())
             assert isinstance(record, RawWebhook)
             out.append((msg.key(), record))

@@ -8,12 +8,12 @@ import urllib.request
 
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
 
 from config import Settings, load_companies
 from projections.clickhouse import clickhouse_client
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
 from tests.conftest import wait_until
+from tests.raw_topic import raw_records
 
 pytestmark = pytest.mark.stack
 
@@ -34,18 +34,6 @@ def _signed(settings: Settings, sender: str, body: str, sid: str | None = None) 
         settings.gateway.public_base_url, acme.twilio.auth_tokens[0].get_secret_value(), sender=sender,
         to=acme.numbers[0], body=body, account_sid=acme.twilio.account_sid, message_sid=sid,
     )
-
-
-def _raw_topic_size(settings: Settings) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "size-probe"})
-    try:
-        total = 0
-        for p in range(settings.topics.raw_partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(settings.topics.raw, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
 
 
 def test_signed_stop_ends_unsubscribed_in_redis_and_as_rows_in_clickhouse(
@@ -82,13 +70,16 @@ def test_signed_stop_ends_unsubscribed_in_redis_and_as_rows_in_clickhouse(
 
 
 def test_bad_signature_is_refused_and_nothing_reaches_kafka(stack_settings: Settings, pipeline: str) -> None:
-    before = _raw_topic_size(stack_settings)
     good = _signed(stack_settings, "+14155550123", "STOP")
     forged = SignedRequest(good.path, {**good.headers, "X-Twilio-Signature": "AAAAAAAAAAAAAAAAAAAAAAAAAAA="},
                            good.body)
     status, body = _post(pipeline, forged)
     assert status == 403
     assert b'"error"' in body
-    # A valid request afterwards is recorded, which shows the topic size probe sees new records.
-    assert _post(pipeline, _signed(stack_settings, "+14155550124", "hi"))[0] == 200
-    assert _raw_topic_size(stack_settings) == before + 1
+    # A valid request afterwards is recorded, which shows the topic reader sees new records.
+    valid = _signed(stack_settings, "+14155550124", "hi")
+    assert _post(pipeline, valid)[0] == 200
+    # (Tansu's high watermarks under-count after multi-record batches, so records are read, not counted.)
+    keys = [record.dedupe_key for _, record in raw_records(stack_settings)]
+    assert keys.count(valid.headers["I-Twilio-Idempotency-Token"]) == 1
+    assert good.headers["I-Twilio-Idempotency-Token"] not in keys

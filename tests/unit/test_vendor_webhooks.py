@@ -468,3 +468,12 @@ async def test_every_vendor_route_answers_bad_requests_in_json(client: Client, p
     ctype = "application/x-www-form-urlencoded" if "twilio" in path else "application/json"
     response = await client.post(path, data=b"x" * 5000, headers={"Content-Type": ctype})
     await expect_error(response, 413, "body_too_large")
+
+
+
+async def test_deeply_nested_json_is_400_not_a_crash(client: Client) -> None:
+    # Within the size limit, but deeper than the JSON parser's recursion limit.
+    req = bandwidth_request(*ACME_BW, [])
+    response = await client.post(req.path, data=b"[" * 2000 + b"]" * 2000, headers=req.headers)
+    payload = await expect_error(response, 400, "malformed_body")
+    assert "nested" in payload["error"]["message"]
