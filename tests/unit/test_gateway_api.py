@@ -14,6 +14,7 @@ from config.companies import CompanyDirectory
 from gateway import create_app
 from gateway.api import api_key_index, hash_api_key
 from gateway.logs import JsonFormatter
+from gateway.masking import redact_phones
 from smsfold.webhooks import telnyx_event, telnyx_request
 from tests.unit.gateway_support import (
     ACME_KEY,
@@ -150,3 +151,10 @@ def test_json_logs_mask_every_phone_number() -> None:
     assert SENDER not in line and ACME_NUMBER not in line
     assert entry["msg"] == "from +1415***1234 to +1415***0100"
     assert entry["level"] == "info"
+
+
+def test_log_masking_leaves_ids_alone_but_catches_encoded_numbers() -> None:
+    # Hex request ids and SIDs with long digit runs stay searchable in the logs.
+    assert redact_phones("request 1234567abcdef SM1111111111") == "request 1234567abcdef SM1111111111"
+    # A number in a form body, with its + percent-encoded, is still masked.
+    assert "14155550100" not in redact_phones("From=%2B14155550100&To=%2b14155550101")
