@@ -12,10 +12,10 @@ from config.settings import Settings
 from gateway.api import API_KEYS_KEY, OPERATIONS_KEY, api_key_index
 from gateway.durable import DurableRecorder
 from gateway.http import error_middleware, metric_labels
-from gateway.keys import COMPANIES_KEY, METRICS_KEY, RECORDER_KEY, SETTINGS_KEY
+from gateway.keys import COMPANIES_KEY, EVENTS_KEY, METRICS_KEY, RECORDER_KEY, SETTINGS_KEY
 from gateway.metrics import GatewayMetrics
 from gateway.ops import PROBE_KEY, SPOOL_KEY, BrokerProbe, add_ops_routes
-from gateway.publisher import RawPublisher
+from gateway.publisher import EventPublisher, RawPublisher
 from gateway.spool import Spool
 from gateway.v1 import add_v1_routes
 from gateway.vendors import add_vendor_routes
@@ -34,6 +34,7 @@ def create_app(
     spool: Spool | None = None,
     probe: BrokerProbe | None = None,
     metrics: GatewayMetrics | None = None,
+    events: EventPublisher | None = None,
 ) -> web.Application:
     """The gateway application, with its dependencies passed in (no globals). Without a spool, a webhook
     Kafka does not acknowledge within budget is answered 503; with one (opened by the caller, drained by
@@ -59,6 +60,8 @@ def create_app(
         metrics.observe_spool(lambda: (spool.depth, spool.size, spool.oldest_age_s()))
     if probe is not None:
         app[PROBE_KEY] = probe
+    if events is not None:
+        app[EVENTS_KEY] = events
     add_vendor_routes(app)
     add_v1_routes(app)
     add_ops_routes(app)

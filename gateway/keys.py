@@ -8,10 +8,12 @@ from config.companies import Company, CompanyDirectory
 from config.settings import Settings
 from gateway.durable import DurableRecorder
 from gateway.metrics import GatewayMetrics
+from gateway.publisher import EventPublisher
 
 __all__ = [
     "COMPANIES_KEY",
     "COMPANY_KEY",
+    "EVENTS_KEY",
     "METRICS_KEY",
     "METRIC_LABELS_KEY",
     "RECEIVED_AT_KEY",
@@ -24,6 +26,9 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 COMPANIES_KEY = web.AppKey("companies", CompanyDirectory)
 METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 RECORDER_KEY = web.AppKey("recorder", DurableRecorder)
+# Where JSON API handlers publish domain events (sms.events, keyed by profile key); absent in apps built
+# without one.
+EVENTS_KEY = web.AppKey("events", EventPublisher)
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # Epoch milliseconds when the request reached the gateway (before its body was read).
 RECEIVED_AT_KEY = web.RequestKey("received_at", int)

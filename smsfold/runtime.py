@@ -14,7 +14,7 @@ from aiohttp import web
 
 from agents.app import create_worker_app
 from config import Settings, load_companies
-from gateway import KafkaRawPublisher, create_app
+from gateway import KafkaEventPublisher, KafkaRawPublisher, create_app
 from gateway.drainer import SpoolDrainer
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
@@ -52,9 +52,11 @@ def gateway_spool_dir(settings: Settings) -> Path:
 def build_gateway(settings: Settings) -> web.Application:
     """The gateway app with its producer, spool and spool drainer started and stopped with it."""
     producer = EventLogProducer(settings.kafka)
-    publisher = KafkaRawPublisher(
-        producer, AvroCodec(), settings.topics.raw, timeout_s=settings.gateway.kafka_ack_timeout_s
-    )
+    codec = AvroCodec()
+    timeout_s = settings.gateway.kafka_ack_timeout_s
+    publisher = KafkaRawPublisher(producer, codec, settings.topics.raw, timeout_s=timeout_s)
+    # The JSON API's domain events share the producer (and so its connections and batching).
+    events = KafkaEventPublisher(producer, codec, settings.topics.events, timeout_s=timeout_s)
     spool = Spool(
         gateway_spool_dir(settings), settings.gateway.spool_max_bytes, settings.gateway.spool_segment_bytes
     )
@@ -66,6 +68,7 @@ def build_gateway(settings: Settings) -> web.Application:
         spool=spool,
         probe=KafkaBrokerProbe(producer),
         metrics=metrics,
+        events=events,
     )
     drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
 

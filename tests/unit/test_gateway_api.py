@@ -13,6 +13,7 @@ from config import load_companies
 from config.companies import CompanyDirectory
 from gateway import create_app
 from gateway.api import api_key_index, hash_api_key
+from gateway.keys import EVENTS_KEY
 from gateway.logs import JsonFormatter
 from gateway.masking import redact_phones
 from smsfold.webhooks import telnyx_event, telnyx_request
@@ -158,3 +159,13 @@ def test_log_masking_leaves_ids_alone_but_catches_encoded_numbers() -> None:
     assert redact_phones("request 1234567abcdef SM1111111111") == "request 1234567abcdef SM1111111111"
     # A number in a form body, with its + percent-encoded, is still masked.
     assert "14155550100" not in redact_phones("From=%2B14155550100&To=%2b14155550101")
+
+
+def test_later_routes_find_the_event_publisher_in_the_app() -> None:
+    class Events:
+        async def publish_event(self, event: object) -> None:
+            return None
+
+    events = Events()
+    app = create_app(settings(), companies(), FakePublisher(), events=events)  # type: ignore[arg-type]
+    assert app[EVENTS_KEY] is events
