@@ -60,7 +60,9 @@ lint: venv ## ruff and mypy (strict)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-bench: deps ## run every bench/*.py with the venv's python
+bench: deps ## run every bench/*.py with the venv's python (installs wrk, the load generator, if missing)
+	@command -v wrk >/dev/null || { echo "installing wrk"; $(APT) update -q; \
+		$(APT) install -y -q --no-install-recommends wrk; }
 	@shopt -s nullglob; for bench in bench/*.py; do \
 		case "$$(basename "$$bench")" in _*) continue;; esac; \
 		echo "== $$bench"; $(PY) "$$bench"; \

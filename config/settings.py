@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "AckBudgets",
     "ClickHouseSettings",
     "GatewaySettings",
     "KafkaSettings",
@@ -79,6 +80,15 @@ class RedisSettings(_Frozen):
     key_prefix: str = "smsfold"
 
 
+class AckBudgets(_Frozen):
+    """Seconds a webhook waits for Kafka's ack before it is spooled instead: about half each vendor's
+    timeout (Twilio ~15 s, Telnyx 2 s, Bandwidth 10 s), so the vendor still gets its 2xx in time."""
+
+    twilio: float = 7.0
+    telnyx: float = 1.0
+    bandwidth: float = 5.0
+
+
 class GatewaySettings(_Frozen):
     """The aiohttp gateway: where it listens and the public URL vendors sign against."""
 
@@ -90,6 +100,18 @@ class GatewaySettings(_Frozen):
     # How long a webhook may wait for Kafka's acknowledgement before it is answered 503.
     kafka_ack_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024
+    ack_budgets: AckBudgets = Field(default_factory=AckBudgets)
+    # The local spool that holds requests Kafka did not acknowledge within budget. One directory per
+    # gateway process; by default ``<stack.state_dir>/spool/gateway-<port>``.
+    spool_dir: Path | None = None
+    # At the quota the gateway answers 503 with Retry-After instead of spooling more.
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_segment_bytes: int = 1024 * 1024
+    retry_after_s: int = 5
+    # The Telnyx signature timestamp may be this far from the gateway's clock.
+    telnyx_tolerance_s: int = 300
+    # Several gateway processes may share the port (SO_REUSEPORT), each with its own spool directory.
+    reuse_port: bool = False
 
 
 class WorkerSettings(_Frozen):

@@ -6,8 +6,10 @@ import re
 
 __all__ = ["mask_phone", "redact_phones"]
 
-# Anything that looks like a phone number inside free text: an optional +, then 7 to 15 digits.
-_PHONE_IN_TEXT = re.compile(r"\+?\d{7,15}")
+# Anything that looks like a phone number inside free text: an optional +, then 7 to 15 digits, standing
+# alone (or after a percent-encoded +). Digits inside a word (hex request ids, SIDs) are left alone, so
+# ids stay searchable in the logs.
+_PHONE_IN_TEXT = re.compile(r"(?:(?<=%2[Bb])|(?<![\w%]))\+?\d{7,15}(?!\w)")
 
 
 def mask_phone(number: str) -> str:

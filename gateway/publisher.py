@@ -6,23 +6,33 @@ import asyncio
 from typing import Protocol
 
 from gateway.errors import PublishError
-from streams.events import RawWebhook
+from streams.events import Event, RawWebhook
 
-__all__ = ["EventCodec", "KafkaRawPublisher", "RawPublisher", "RecordProducer"]
+__all__ = [
+    "DomainCodec",
+    "EventCodec",
+    "EventPublisher",
+    "KafkaEventPublisher",
+    "KafkaRawPublisher",
+    "RawPublisher",
+    "RecordProducer",
+]
 
 
 class RawPublisher(Protocol):
-    """Publishes one raw webhook record; returns only once Kafka acknowledged it."""
+    """Publishes raw webhook records to Kafka."""
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
-        """Raise PublishError when the record was not acknowledged (broker unavailable, timeout)."""
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+        """Enqueue ``record``; the future resolves once Kafka acknowledged it and fails when it did not.
+        An exception raised here (not in the future) is a bug, such as a record that cannot be encoded."""
         ...
 
 
 class RecordProducer(Protocol):
-    """What KafkaRawPublisher needs of ``streams.producer.EventLogProducer``."""
+    """What the Kafka publishers need of ``streams.producer.EventLogProducer``: enqueue a record, get a
+    future that resolves on Kafka's ack (awaiting the future directly spares a task per request)."""
 
-    async def send(self, topic: str, key: bytes, value: bytes, /) -> None: ...
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes, /) -> asyncio.Future[None]: ...
 
 
 class EventCodec(Protocol):
@@ -40,12 +50,23 @@ class KafkaRawPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
         # An encoding failure is a bug, not an outage: it propagates as is.
         value = self._codec.encode(record)
         try:
+            return self._producer.send_nowait(self._topic, key.encode("utf-8"), value)
+        except Exception as exc:
+            # A full local queue or a stopped producer: an outage, reported through the future.
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(PublishError(f"publishing to {self._topic} failed: {exc}"))
+            return failed
+
+    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+        """Publish and wait for the ack (up to the timeout); PublishError when there is none."""
+        value = self._codec.encode(record)
+        try:
             await asyncio.wait_for(
-                self._producer.send(self._topic, key.encode("utf-8"), value), timeout=self._timeout_s
+                self._producer.send_nowait(self._topic, key.encode("utf-8"), value), timeout=self._timeout_s
             )
         except TimeoutError:
             raise PublishError(
@@ -53,4 +74,42 @@ class KafkaRawPublisher:
             ) from None
         except Exception as exc:
             # ProduceError and anything else send raises mean the same thing: no ack, so not durable.
+            raise PublishError(f"publishing to {self._topic} failed: {type(exc).__name__}") from exc
+
+
+class EventPublisher(Protocol):
+    """Publishes domain events to ``sms.events`` (the JSON API's send requests, consent changes,
+    conversions); returns only once Kafka acknowledged the event."""
+
+    async def publish_event(self, event: Event) -> None:
+        """Raise PublishError when the event was not acknowledged."""
+        ...
+
+
+class DomainCodec(Protocol):
+    def encode(self, model: Event, /) -> bytes: ...
+
+
+class KafkaEventPublisher:
+    """EventPublisher over the event log producer: Avro, keyed by the profile key (one profile's events
+    stay in one partition, in order)."""
+
+    def __init__(self, producer: RecordProducer, codec: DomainCodec, topic: str, timeout_s: float) -> None:
+        self._producer = producer
+        self._codec = codec
+        self._topic = topic
+        self._timeout_s = timeout_s
+
+    async def publish_event(self, event: Event) -> None:
+        value = self._codec.encode(event)
+        try:
+            await asyncio.wait_for(
+                self._producer.send_nowait(self._topic, event.profile_key.encode("utf-8"), value),
+                timeout=self._timeout_s,
+            )
+        except TimeoutError:
+            raise PublishError(
+                f"Kafka did not acknowledge {event.event_type} on {self._topic} within {self._timeout_s:g} s"
+            ) from None
+        except Exception as exc:
             raise PublishError(f"publishing to {self._topic} failed: {type(exc).__name__}") from exc

@@ -2,22 +2,34 @@
 
 Twilio signs ``base64(HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 ...))`` over the POST
 parameters sorted by name (and, for a repeated name, by value), as its reference libraries compute it.
+Telnyx signs ``f"{timestamp}|{raw body}"`` with Ed25519 (verified with PyNaCl); Bandwidth sends HTTP
+Basic credentials.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
 __all__ = [
+    "BasicCredentials",
+    "TelnyxKeys",
     "TwilioParams",
+    "basic_credentials",
+    "parse_basic_auth",
+    "telnyx_sign",
     "twilio_body_sha256",
     "twilio_signature",
     "twilio_url_variants",
     "verify_twilio",
+    "verify_basic",
     "verify_twilio_json",
 ]
 
@@ -44,6 +56,16 @@ def twilio_signature(auth_token: str, url: str, params: TwilioParams) -> str:
 
 def twilio_url_variants(url: str) -> list[str]:
     """``url`` plus the same URL with its default port added or removed: Twilio signs either form."""
+    return list(_cached_variants(url))
+
+
+# Webhook URLs repeat (a handful of routes), so the split is done once per URL.
+@functools.lru_cache(maxsize=1024)
+def _cached_variants(url: str) -> tuple[str, ...]:
+    return tuple(_url_variants(url))
+
+
+def _url_variants(url: str) -> list[str]:
     variants = [url]
     try:
         parts = urlsplit(url)
@@ -68,14 +90,14 @@ def _same(expected: str, given: str) -> bool:
 
 def verify_twilio(tokens: Sequence[str], url: str, params: TwilioParams, signature: str) -> bool:
     """Whether ``signature`` is Twilio's for this request under any of ``tokens`` (rotation) and either
-    form of the URL's default port. Every candidate is compared in constant time."""
+    form of the URL's default port. Each comparison is constant-time; stopping at the first match only
+    reveals which candidate matched, which is no secret."""
     pairs = _pairs(params)
-    results = [
+    return any(
         _same(twilio_signature(token, candidate, pairs), signature)
         for token in tokens
-        for candidate in twilio_url_variants(url)
-    ]
-    return any(results)
+        for candidate in _cached_variants(url)
+    )
 
 
 def twilio_body_sha256(body: bytes) -> str:
@@ -98,3 +120,70 @@ def verify_twilio_json(tokens: Sequence[str], url: str, body: bytes, signature: 
     )
     signature_ok = verify_twilio(tokens, url, (), signature)
     return body_ok and signature_ok
+
+
+class TelnyxKeys:
+    """Ed25519 public keys (base64), parsed once; a key that does not decode is a config error."""
+
+    def __init__(self, public_keys: Iterable[str]) -> None:
+        self._keys: list[tuple[str, VerifyKey]] = []
+        for encoded in dict.fromkeys(public_keys):
+            try:
+                raw = base64.b64decode(encoded, validate=True)
+                self._keys.append((encoded, VerifyKey(raw)))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"Telnyx public key {encoded[:12]}... is not a base64 Ed25519 key") from exc
+
+    def verify(self, timestamp: str, body: bytes, signature: str) -> str | None:
+        """The key (as configured) that signed ``timestamp|body``, or None when no key did."""
+        try:
+            sig = base64.b64decode(signature, validate=True)
+        except ValueError:
+            return None
+        if len(sig) != 64:
+            return None
+        message = timestamp.encode("utf-8") + b"|" + body
+        for encoded, key in self._keys:
+            try:
+                key.verify(message, sig)
+            except BadSignatureError:
+                continue
+            return encoded
+        return None
+
+
+def telnyx_sign(seed_b64: str, timestamp: str, body: bytes) -> str:
+    """The ``telnyx-signature-ed25519`` header for ``body`` (for tests and the load generator)."""
+    key = SigningKey(base64.b64decode(seed_b64))
+    return base64.b64encode(key.sign(timestamp.encode("utf-8") + b"|" + body).signature).decode("ascii")
+
+
+BasicCredentials = tuple[str, str]
+
+
+def parse_basic_auth(header: str) -> BasicCredentials | None:
+    """``(username, password)`` from an ``Authorization: Basic ...`` header, or None if it is not one."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """The ``Authorization`` header value for HTTP Basic credentials."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def verify_basic(expected: Sequence[BasicCredentials], given: BasicCredentials) -> bool:
+    """Whether ``given`` is one of ``expected``; every candidate is compared in constant time."""
+    results = [
+        hmac.compare_digest(username.encode(), given[0].encode())
+        & hmac.compare_digest(password.encode(), given[1].encode())
+        for username, password in expected
+    ]
+    return any(results)

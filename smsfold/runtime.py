@@ -2,33 +2,88 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import faust
 from aiohttp import web
 
 from agents.app import create_worker_app
 from config import Settings, load_companies
-from gateway import KafkaRawPublisher, create_app
+from gateway import KafkaEventPublisher, KafkaRawPublisher, create_app
+from gateway.drainer import SpoolDrainer
+from gateway.logs import configure_logging
+from gateway.metrics import GatewayMetrics
+from gateway.spool import Spool
 from streams.codec import AvroCodec
 from streams.producer import EventLogProducer
 
-__all__ = ["build_gateway", "run_gateway", "run_worker"]
+__all__ = ["KafkaBrokerProbe", "build_gateway", "gateway_spool_dir", "run_gateway", "run_worker"]
+
+
+class KafkaBrokerProbe:
+    """Readiness probe over the gateway's producer; caches its answer for a second so /readyz stays cheap."""
+
+    def __init__(self, producer: EventLogProducer, ttl_s: float = 1.0) -> None:
+        self._producer = producer
+        self._ttl_s = ttl_s
+        self._checked_at = 0.0
+        self._last = False
+
+    async def reachable(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at > self._ttl_s:
+            self._last = await self._producer.reachable(timeout_s=1.0)
+            self._checked_at = time.monotonic()
+        return self._last
+
+
+def gateway_spool_dir(settings: Settings) -> Path:
+    """The gateway's spool directory: the setting, else one per port under the stack's state dir."""
+    return (
+        settings.gateway.spool_dir or settings.stack.state_dir / "spool" / f"gateway-{settings.gateway.port}"
+    )
 
 
 def build_gateway(settings: Settings) -> web.Application:
-    """The gateway app with a Kafka producer started and stopped with it."""
+    """The gateway app with its producer, spool and spool drainer started and stopped with it."""
     producer = EventLogProducer(settings.kafka)
-    publisher = KafkaRawPublisher(
-        producer, AvroCodec(), settings.topics.raw, timeout_s=settings.gateway.kafka_ack_timeout_s
+    codec = AvroCodec()
+    timeout_s = settings.gateway.kafka_ack_timeout_s
+    publisher = KafkaRawPublisher(producer, codec, settings.topics.raw, timeout_s=timeout_s)
+    # The JSON API's domain events share the producer (and so its connections and batching).
+    events = KafkaEventPublisher(producer, codec, settings.topics.events, timeout_s=timeout_s)
+    spool = Spool(
+        gateway_spool_dir(settings), settings.gateway.spool_max_bytes, settings.gateway.spool_segment_bytes
     )
-    app = create_app(settings, load_companies(settings.companies_file), publisher)
+    metrics = GatewayMetrics()
+    app = create_app(
+        settings,
+        load_companies(settings.companies_file),
+        publisher,
+        spool=spool,
+        probe=KafkaBrokerProbe(producer),
+        metrics=metrics,
+        events=events,
+    )
+    drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
 
     async def producer_ctx(_app: web.Application) -> AsyncIterator[None]:
+        # The spool opens first: records a killed predecessor left are forwarded before anything else
+        # is spooled, and a second gateway on the same directory fails here.
+        spool.open()
         await producer.start()
+        task = asyncio.create_task(drainer.run(), name="spool-drainer")
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await producer.stop()
+        spool.close()
 
     app.cleanup_ctx.append(producer_ctx)
     return app
@@ -36,18 +91,20 @@ def build_gateway(settings: Settings) -> web.Application:
 
 def run_gateway(settings: Settings) -> None:
     """Serve the gateway until interrupted."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     web.run_app(
         build_gateway(settings),
         host=settings.gateway.host,
         port=settings.gateway.port,
         print=None,
         access_log=None,
+        reuse_port=settings.gateway.reuse_port,
     )
 
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker until interrupted."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_worker_app(settings, load_companies(settings.companies_file))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -47,6 +47,9 @@ class EventLogProducer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._settled: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self._settled_lock = threading.Lock()
+        self._wakeup_pending = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -71,9 +74,34 @@ class EventLogProducer:
             await asyncio.to_thread(self._poller.join, 2.0)
         self._producer = None
 
+    async def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether the cluster answers a metadata request within ``timeout_s`` (for readiness checks)."""
+        if self._producer is None:
+            return False
+        producer = self._producer
+        try:
+            metadata = await asyncio.to_thread(producer.list_topics, None, timeout_s)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
+
     def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message) -> None:
+        # Runs in the poll thread. Reports are handed to the loop in batches: one wake-up of the event
+        # loop per poll round instead of one per record (a large share of the cost per record).
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(_settle, future, err)
+        with self._settled_lock:
+            self._settled.append((future, err))
+            if self._wakeup_pending:
+                return
+            self._wakeup_pending = True
+        self._loop.call_soon_threadsafe(self._settle_batch)
+
+    def _settle_batch(self) -> None:
+        with self._settled_lock:
+            batch, self._settled = self._settled, []
+            self._wakeup_pending = False
+        for future, err in batch:
+            _settle(future, err)
 
     def send_nowait(
         self,

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import random
-import time
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from config import Settings, load_companies
 from projections.clickhouse import clickhouse_client
 from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
-from streams.codec import AvroCodec
-from streams.events import RawWebhook
 from tests.conftest import wait_until
+from tests.raw_topic import raw_records
 
 pytestmark = pytest.mark.stack
 
@@ -38,35 +34,6 @@ def _signed(settings: Settings, sender: str, body: str, sid: str | None = None) 
         settings.gateway.public_base_url, acme.twilio.auth_tokens[0].get_secret_value(), sender=sender,
         to=acme.numbers[0], body=body, account_sid=acme.twilio.account_sid, message_sid=sid,
     )
-
-
-def _raw_bodies_until(settings: Settings, wanted: bytes, idle_s: float = 1.0) -> set[bytes]:
-    """Bodies of every raw record, read from the start until ``wanted`` was seen and the topic is idle.
-
-    Tansu's high watermarks lag behind what it acknowledged, so sizes cannot be compared; content can.
-    """
-    codec = AvroCodec()
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,
-                         "group.id": f"raw-probe-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-    # Assigned, not subscribed: a group join takes ~25 s on Tansu with the client's default timeouts.
-    consumer.assign([TopicPartition(settings.topics.raw, p, OFFSET_BEGINNING)
-                     for p in range(settings.topics.raw_partitions)])
-    bodies: set[bytes] = set()
-    try:
-        deadline = time.monotonic() + 60
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                record = codec.decode(msg.value())
-                assert isinstance(record, RawWebhook)
-                bodies.add(record.body)
-                last_new = time.monotonic()
-            elif wanted in bodies and time.monotonic() - last_new > idle_s:
-                return bodies
-        raise AssertionError("the accepted request never showed up in the raw topic")
-    finally:
-        consumer.close()
 
 
 def test_signed_stop_ends_unsubscribed_in_redis_and_as_rows_in_clickhouse(
@@ -109,8 +76,10 @@ def test_bad_signature_is_refused_and_nothing_reaches_kafka(stack_settings: Sett
     status, body = _post(pipeline, forged)
     assert status == 403
     assert b'"error"' in body
-    # A valid request afterwards is recorded, which shows the probe sees new records; the forged is not.
+    # A valid request afterwards is recorded, which shows the topic reader sees new records.
     valid = _signed(stack_settings, "+14155550124", "hi")
     assert _post(pipeline, valid)[0] == 200
-    bodies = _raw_bodies_until(stack_settings, valid.body)
-    assert valid.body in bodies and forged.body not in bodies
+    # (Tansu's high watermarks under-count after multi-record batches, so records are read, not counted.)
+    keys = [record.dedupe_key for _, record in raw_records(stack_settings)]
+    assert keys.count(valid.headers["I-Twilio-Idempotency-Token"]) == 1
+    assert good.headers["I-Twilio-Idempotency-Token"] not in keys

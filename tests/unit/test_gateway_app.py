@@ -15,10 +15,11 @@ from pydantic import SecretStr
 
 from config.companies import Company, CompanyDirectory, TwilioAccount
 from config.settings import GatewaySettings, Settings
-from gateway import KafkaRawPublisher, PublishError, create_app
+from gateway import KafkaEventPublisher, KafkaRawPublisher, PublishError, create_app
 from gateway.masking import mask_phone, redact_phones
 from gateway.signatures import twilio_signature
-from streams.events import RawWebhook
+from streams.codec import AvroCodec
+from streams.events import InboundReceived, RawWebhook
 
 PUBLIC_BASE = "https://sms.example.com"
 PATH = "/webhooks/twilio/inbound"
@@ -39,14 +40,18 @@ class FakePublisher:
         self.published: list[tuple[RawWebhook, str]] = []
         self.fail = False
 
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail:
-            raise PublishError("broker unavailable")
-        self.published.append((record, key))
+            ack.set_exception(PublishError("broker unavailable"))
+        else:
+            self.published.append((record, key))
+            ack.set_result(None)
+        return ack
 
 
 class ExplodingPublisher:
-    async def publish_raw(self, record: RawWebhook, key: str) -> None:
+    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
         raise RuntimeError(f"boom for {key}")
 
 
@@ -203,8 +208,8 @@ async def test_number_without_twilio_account_is_403(client: Client, publisher: F
 
 async def test_wrong_content_type_is_415(client: Client, publisher: FakePublisher) -> None:
     fields = _inbound_fields()
-    headers = {**_signed_headers(fields), "Content-Type": "application/json"}
-    response = await client.post(PATH, data=b'{"To": "x"}', headers=headers)
+    headers = {**_signed_headers(fields), "Content-Type": "text/plain"}
+    response = await client.post(PATH, data=b"To=x", headers=headers)
     payload = await _error(response, 415, "unsupported_media_type")
     assert "application/x-www-form-urlencoded" in payload["error"]["message"]
     assert publisher.published == []
@@ -345,15 +350,24 @@ class FakeProducer:
     """Duck-typed stand-in for streams.producer.EventLogProducer."""
 
     def __init__(self, error: Exception | None = None, delay_s: float = 0.0) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.error = error
         self.delay_s = delay_s
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        await asyncio.sleep(self.delay_s)
-        if self.error is not None:
-            raise self.error
-        self.sent.append((topic, key, value))
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settle() -> None:
+            if future.done():
+                return
+            if self.error is not None:
+                future.set_exception(self.error)
+            else:
+                self.sent.append((topic, key, value))
+                future.set_result(None)
+
+        asyncio.get_running_loop().call_later(self.delay_s, settle)
+        return future
 
 
 class FakeCodec:
@@ -395,3 +409,26 @@ async def test_kafka_raw_publisher_times_out_into_publish_error() -> None:
     with pytest.raises(PublishError, match="did not acknowledge"):
         await publisher.publish_raw(_record(), SENDER)
     assert producer.sent == []
+
+
+def _event() -> InboundReceived:
+    return InboundReceived(
+        event_id="e1", company_id="acme", profile_key=f"acme:{SENDER}", occurred_at=1, received_at=1,
+        vendor="twilio", vendor_message_id="SM1", to_number=ACME_NUMBER, body="hi",
+        message_type="unrecognized",
+    )
+
+
+async def test_kafka_event_publisher_keys_domain_events_by_profile() -> None:
+    producer = FakeProducer()
+    publisher = KafkaEventPublisher(producer, AvroCodec(), "sms.events", 1.0)
+    await publisher.publish_event(_event())
+    [(topic, key, value)] = producer.sent
+    assert (topic, key) == ("sms.events", f"acme:{SENDER}".encode())
+    assert AvroCodec().decode(value) == _event()
+
+
+async def test_kafka_event_publisher_without_ack_raises_publish_error() -> None:
+    publisher = KafkaEventPublisher(FakeProducer(delay_s=10.0), AvroCodec(), "sms.events", 0.01)
+    with pytest.raises(PublishError, match="InboundReceived"):
+        await publisher.publish_event(_event())
