@@ -127,7 +127,7 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument("--confirm-seconds", type=float, default=300.0)
     parser.add_argument("--target-p99-ms", type=float, default=1000.0)
-    parser.add_argument("--port-base", type=int, default=47000)
+    parser.add_argument("--port-base", type=int, default=27000)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 

@@ -215,7 +215,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
-        "--port-base", type=int, default=int(os.environ.get("SMSFOLD_BENCH_PORT_BASE", "48500"))
+        "--port-base", type=int, default=int(os.environ.get("SMSFOLD_BENCH_PORT_BASE", "28500"))
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -23,8 +23,9 @@ from smsfold.stack import EmbeddedStack, private_stack_env
 T = TypeVar("T")
 
 # Every port the tests use is PORT_BASE + a small offset, so parallel checkouts can test side by side
-# (set SMSFOLD_TEST_PORT_BASE to a different thousand in each).
-PORT_BASE = int(os.environ.get("SMSFOLD_TEST_PORT_BASE", "39000"))
+# (set SMSFOLD_TEST_PORT_BASE to a different thousand in each). Keep it below 32768: Linux hands out
+# ports from 32768 up as the local ports of outgoing connections, which can take a listener's port.
+PORT_BASE = int(os.environ.get("SMSFOLD_TEST_PORT_BASE", "24000"))
 
 
 def stack_ports(offset: int = 0) -> dict[str, int]:
