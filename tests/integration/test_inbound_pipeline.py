@@ -1,8 +1,8 @@
 """The inbound pipeline end to end on the real stack: vendor webhooks → normalizer → profile decider →
 read models, for every vendor; dead letters; one number racing STOP/START; conversation; metrics.
 
-Twilio goes through the gateway. Telnyx and Bandwidth records are produced onto ``sms.webhooks.raw``,
-which is the contract their gateway endpoints (issue 3) write to.
+START/STOP/HELP goes through the gateway for every vendor, signed as the vendor signs; the malformed
+and racing cases produce onto ``sms.webhooks.raw`` directly, the contract the gateway writes to.
 """
 
 from __future__ import annotations
@@ -31,7 +31,16 @@ from projections.clickhouse import clickhouse_client
 from projections.conversation import RedisConversationStore
 from projections.latency import latency_by_message_type
 from projections.message_status import RedisMessageStatusStore
-from smsfold.webhooks import SignedRequest, new_twilio_sid, twilio_inbound
+from smsfold.webhooks import (
+    SignedRequest,
+    bandwidth_request,
+    dev_telnyx_seed,
+    new_twilio_sid,
+    telnyx_event,
+    telnyx_request,
+    twilio_inbound,
+)
+from smsfold.webhooks import bandwidth_event as signed_bandwidth_event
 from streams.codec import AvroCodec
 from streams.events import ConsentChanged, ConsentChangeRequested, Event, InboundReceived, RawWebhook
 from streams.producer import producer_config
@@ -97,28 +106,28 @@ def _bandwidth_inbound(sender: str, body: str, message_id: str, at: str, now: in
     return raw("bandwidth", "inbound", event, now)
 
 
-def _send_start_stop_help(
-    vendor: str, settings: Settings, base: str, producer: Producer, sender: str
-) -> None:
+def _send_start_stop_help(vendor: str, settings: Settings, base: str, sender: str) -> None:
+    """START, STOP, HELP from one number, through the gateway, signed as each vendor signs."""
     bodies = ("START", "STOP", "HELP")
+    acme = load_companies(settings.companies_file).get("acme")
+    assert acme is not None and acme.twilio is not None and acme.bandwidth is not None
     if vendor == "twilio":
-        acme = load_companies(settings.companies_file).get("acme")
-        assert acme is not None and acme.twilio is not None
         token = acme.twilio.auth_tokens[0].get_secret_value()
         for body in bodies:
             req = twilio_inbound(settings.gateway.public_base_url, token, sender=sender, to=ACME_NUMBER,
                                  body=body, account_sid=acme.twilio.account_sid, message_sid=new_twilio_sid())
             assert _post(base, req) == 200
-        return
-    now = int(time.time() * 1000)
-    if vendor == "telnyx":
-        records = [raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, body,
-                                                           occurred_at=f"2025-11-28T20:16:0{i}.000Z"), now)
-                   for i, body in enumerate(bodies)]
+    elif vendor == "telnyx":
+        for body in bodies:
+            event = telnyx_event("message.received", sender=sender, to=ACME_NUMBER, text=body)
+            assert _post(base, telnyx_request(dev_telnyx_seed("acme"), event)) == 200
     else:
-        records = [_bandwidth_inbound(sender, body, uuid.uuid4().hex, f"2025-11-28T18:20:1{i}.000Z", now)
-                   for i, body in enumerate(bodies)]
-    _produce_raw(producer, settings, sender, records)
+        # One Bandwidth callback carrying all three messages: the gateway records each element in order.
+        events = [signed_bandwidth_event("message-received", sender=sender, to=ACME_NUMBER, text=body,
+                                  application_id=acme.bandwidth.application_id) for body in bodies]
+        credential = acme.bandwidth.credentials[0]
+        req = bandwidth_request(credential.username, credential.password.get_secret_value(), events)
+        assert _post(base, req) == 200
 
 
 @pytest.mark.parametrize("vendor", ["twilio", "telnyx", "bandwidth"])
@@ -127,7 +136,7 @@ def test_start_stop_help_gives_unsubscribed_one_confirmation_and_one_help_reply(
 ) -> None:
     sender = _phone()
     profile = f"acme:{sender}"
-    _send_start_stop_help(vendor, stack_settings, pipeline, raw_producer, sender)
+    _send_start_stop_help(vendor, stack_settings, pipeline, sender)
 
     # Redis: the consent read model ends unsubscribed after two changes.
     r = redis.Redis.from_url(stack_settings.redis.url)
@@ -400,7 +409,7 @@ def test_latency_by_message_type_is_projected_from_the_event_log(
     stack_settings: Settings, pipeline: str, raw_producer: Producer, ch: Client,
 ) -> None:
     sender, started = _phone(), int(time.time() * 1000)
-    _send_start_stop_help("bandwidth", stack_settings, pipeline, raw_producer, sender)
+    _send_start_stop_help("bandwidth", stack_settings, pipeline, sender)
     wait_until(lambda: len(_rows(ch, f"acme:{sender}", "InboundReceived")) == 3, 30, "three inbound rows")
     rows = latency_by_message_type(ch, "acme", since_ms=started)
     by_key = {(r.message_type, r.stage): r for r in rows}
