@@ -41,8 +41,11 @@ def _guarded(store: dict[str, dict[str, str]], key: str, version: int, values: d
     store[key] = {"version": str(version), **{k: str(v) for k, v in values.items()}}
 
 
-def fold_redis(events: Iterable[dict[str, Any]], timeline_entries: int) -> FoldedRedis:
-    """Consent, newest-N timeline (newest first, as (event_id, entry)), link map and vendor map."""
+def fold_redis(events: Iterable[dict[str, Any]], timeline_entries: int, now_ms: int) -> FoldedRedis:
+    """Consent, newest-N timeline (newest first, as (event_id, entry)), link map and vendor map.
+
+    Links whose ``expires_at`` is not after ``now_ms`` are gone (Redis expires their keys).
+    """
     out = FoldedRedis()
     timelines: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
     for e in events:
@@ -62,6 +65,7 @@ def fold_redis(events: Iterable[dict[str, Any]], timeline_entries: int) -> Folde
                 "message_id": e.get("message_id") or "", "company_id": e["company_id"],
                 "profile_key": e["profile_key"], "flow_id": e.get("flow_id") or "",
                 "campaign_id": e.get("campaign_id") or "", "event_id": e["event_id"]})
+    out.links = {code: link for code, link in out.links.items() if int(link["expires_at"]) > now_ms}
     for profile, entries in timelines.items():
         newest = sorted(entries.items(), key=lambda item: (item[1][0], item[0]), reverse=True)
         out.timeline[profile] = [(eid, entry) for eid, (_, entry) in newest[:timeline_entries]]

@@ -88,6 +88,8 @@ class ProjectorRunner:
         # committed batch were read and committed (monotonic seconds).
         self.folded = 0
         self.poison_records = 0
+        self.write_failures = 0
+        self.assigned = threading.Event()
         self.first_read_at: float | None = None
         self.last_commit_at: float | None = None
 
@@ -96,7 +98,11 @@ class ProjectorRunner:
         return f"{self._projector.group_prefix}-{self.name}"
 
     def stop(self) -> None:
-        """Ask the loop to finish its current batch and return."""
+        """Ask the loop to finish its current batch and return.
+
+        Tansu (the embedded broker) wedges a consumer group when a member leaves before its first join
+        completed; wait for :attr:`assigned` before stopping a runner that was just started.
+        """
         self._stop.set()
 
     def _consumer_config(self) -> dict[str, Any]:
@@ -120,7 +126,7 @@ class ProjectorRunner:
         self._consumer = Consumer(self._consumer_config())
         if self._dead_letter:
             self._producer = Producer(producer_config(self._settings.kafka))
-        self._consumer.subscribe([topic], on_revoke=self._on_revoke)
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         batch_size, batch_s = self._projector.batch_size, self._projector.batch_seconds
         started = time.monotonic()
         try:
@@ -148,6 +154,9 @@ class ProjectorRunner:
             self._sink.close()
             if self._producer is not None:
                 self._producer.flush(10)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Write and commit what was read from these partitions before another member takes them over.
@@ -185,6 +194,7 @@ class ProjectorRunner:
                 self._sink.write(events)
                 return True
             except Exception as exc:  # the store is down or refused the write: back off, same batch
+                self.write_failures += 1
                 if self._stop.is_set():
                     log.warning("%s: stopping with an unwritten batch (%s)", self.name, _first_line(exc))
                     return False

@@ -41,9 +41,11 @@ _INBOUND = (
 )
 
 
-def _profile_events(rng: random.Random, company: str, phone: str, messages: int) -> list[Event]:
+def _profile_events(
+    rng: random.Random, company: str, phone: str, messages: int, start_ms: int
+) -> list[Event]:
     pk = profile_key(company, phone)
-    t = _T0 + rng.randrange(86_400_000)
+    t = start_ms + rng.randrange(86_400_000)
     out: list[Event] = []
     consent_version = 0
     status = "never_subscribed"
@@ -118,12 +120,12 @@ def _profile_events(rng: random.Random, company: str, phone: str, messages: int)
 
 def generate_events(
     profiles: int, messages_per_profile: int = 6, companies: tuple[str, ...] = ("acme", "globex"),
-    duplicate_share: float = 0.05, seed: int = 7,
+    duplicate_share: float = 0.05, seed: int = 7, start_ms: int = _T0,
 ) -> Iterator[Event]:
     """Events of ``profiles`` profiles, interleaved, each profile's in order, some repeated later."""
     rng = random.Random(seed)
     queues = [
-        _profile_events(rng, companies[i % len(companies)], f"+1415{i:07d}", messages_per_profile)
+        _profile_events(rng, companies[i % len(companies)], f"+1415{i:07d}", messages_per_profile, start_ms)
         for i in range(profiles)
     ]
     cursors = [0] * len(queues)
