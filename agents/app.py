@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import faust
 
+from agents.attributor import register_attribution_decider
 from agents.base import WorkerContext
 from agents.inbound import register_inbound_decider
 from agents.normalizer import register_normalizer
@@ -56,5 +57,6 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     )
     register_normalizer(ctx)
     register_inbound_decider(ctx)
+    register_attribution_decider(ctx)
     register_projectors(ctx)
     return app
