@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,21 @@ def test_usage(known: Settings) -> None:
 def test_docs_hold_every_query_verbatim() -> None:
     blocks = re.findall(r"```sql\n(.*?)\n```", DOC.read_text(), flags=re.DOTALL)
     assert sorted(blocks) == sorted(q.sql for q in QUERIES.values())
+
+
+def _grafana_sql(sql: str) -> str:
+    """A panel's SQL with the datasource's macros and the dashboard variable filled in."""
+    sql = re.sub(r"\$__timeFilter\(((?:[^()]|\([^()]*(?:\([^()]*\))?[^()]*\))*)\)",
+                 r"(\1 >= toDateTime(0) AND \1 <= toDateTime(4000000000))", sql)
+    return (sql.replace("$__fromTime", "toDateTime(0)").replace("$__toTime", "toDateTime(4000000000)")
+            .replace("$company", "All"))
+
+
+def test_grafana_panels_run_on_the_schema(known: Settings) -> None:
+    dashboard = json.loads((DOC.parents[1] / "grafana" / "dashboards" / "smsfold.json").read_text())
+    client = clickhouse_client(known.clickhouse)
+    results = {panel["title"]: client.execute(_grafana_sql(panel["targets"][0]["rawSql"]))
+               for panel in dashboard["panels"]}
+    assert len(results) == 6
+    assert results["Deliverability by failure category"] == [("acme", "landline", 1)]
+    assert sum(n for _, _, n in results["Throughput: events per minute by type"]) == len(_known_events())
