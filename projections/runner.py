@@ -63,8 +63,25 @@ def decode_batch(codec: AvroCodec, messages: Sequence[Message]) -> DecodedBatch:
         if name not in _EVENT_RECORDS:
             out.poison.append((msg, f"not a domain event: {name}"))
             continue
+        problem = _invalid(name, values)
+        if problem:
+            out.poison.append((msg, f"invalid event: {problem}"))
+            continue
         out.events.append(values)
     return out
+
+
+def _invalid(name: str, e: dict[str, Any]) -> str:
+    """What the Avro types cannot say: the record name matches, and the profile belongs to the company."""
+    kind = name.rsplit(".", 1)[1]
+    if e["event_type"] != kind:
+        return f"{kind}.event_type is {e['event_type']!r}"
+    if not e["event_id"]:
+        return f"{kind}.event_id is empty"
+    company = e["company_id"]
+    if not company or not e["profile_key"].startswith(company + ":"):
+        return f"{kind}.profile_key {e['profile_key']!r} is not of company {company!r}"
+    return ""
 
 
 class ProjectorRunner:
