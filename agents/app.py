@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import faust
 
+from agents.attributor import register_attribution_decider
 from agents.base import WorkerContext
 from agents.normalizer import register_normalizer
 from agents.profile_decider import register_profile_decider
@@ -57,6 +58,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     _register_metrics_endpoint(ctx)
     register_normalizer(ctx)
     register_profile_decider(ctx)
+    register_attribution_decider(ctx)
     register_projectors(ctx)
     return app
 

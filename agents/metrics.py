@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-
-from streams.events import Event, InboundReceived
 
 __all__ = ["STAGES", "STAGE_OF_TIME", "PipelineMetrics"]
 
@@ -76,10 +75,11 @@ class PipelineMetrics:
             self.records.labels(stage, "ok").inc()
             self.latency.labels(stage, message_type).observe(max(0, now - received_at) / 1000)
 
-    def observe_projected(self, stage: str, events: Sequence[Event]) -> None:
-        """Inbound messages that a projector (event log, timeline) just wrote."""
+    def observe_projected(self, stage: str, events: Sequence[dict[str, Any]]) -> None:
+        """Inbound messages that a projector (event log, timeline) just wrote (decoded field dicts)."""
         self.observe_stage(
-            stage, [(e.received_at, e.message_type) for e in events if isinstance(e, InboundReceived)]
+            stage,
+            [(e["received_at"], e["message_type"]) for e in events if e["event_type"] == "InboundReceived"],
         )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

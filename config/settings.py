@@ -16,9 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "AckBudgets",
+    "AttributionSettings",
     "ClickHouseSettings",
     "GatewaySettings",
     "KafkaSettings",
+    "ProjectorSettings",
     "RedisSettings",
     "Settings",
     "StackSettings",
@@ -155,6 +157,28 @@ class VendorSettings(_Frozen):
     # Where the simulator posts its Twilio-shaped status callbacks, relative to the gateway's public URL.
     simulated_status_path: str = "/webhooks/twilio/status"
 
+class ProjectorSettings(_Frozen):
+    """The read-model projectors: one confluent-kafka consumer group per projection."""
+
+    # Group ids are ``{group_prefix}-{name}``; a fresh prefix replays ``sms.events`` from the start.
+    group_prefix: str = "smsfold-projector"
+    # Which projections the worker runs alongside its agents; `smsfold projector` runs one alone.
+    names: tuple[str, ...] = ("clickhouse", "redis")
+    # An insert carries up to batch_size records or what arrived within batch_seconds. ClickHouse wants
+    # big inserts: 10,000 rows per insert fold ~3x faster than 1,000 (one part per table per insert).
+    batch_size: int = Field(default=10_000, ge=1)
+    batch_seconds: float = Field(default=1.0, gt=0)
+    max_backoff_s: float = Field(default=5.0, gt=0)
+    # Latest timeline entries kept per profile in Redis; older pages come from ClickHouse.
+    timeline_entries: int = Field(default=200, ge=1)
+
+
+class AttributionSettings(_Frozen):
+    """Last-touch attribution windows (Klaviyo's SMS defaults)."""
+
+    click_window_s: int = Field(default=5 * 24 * 3600, ge=0)
+    delivery_window_s: int = Field(default=12 * 3600, ge=0)
+
 
 class StackSettings(_Frozen):
     """The embedded stack: private broker, ClickHouse and Redis processes under ``state_dir``."""
@@ -183,6 +207,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     vendor: VendorSettings = Field(default_factory=VendorSettings)
+    projector: ProjectorSettings = Field(default_factory=ProjectorSettings)
+    attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     # Companies, their numbers, keywords and vendor secrets. The default file holds dev-only secrets.
     companies_file: Path = PROJECT_ROOT / "config" / "companies.toml"
     log_level: str = "INFO"

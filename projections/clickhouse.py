@@ -1,25 +1,27 @@
 """ClickHouse read model: the ``events`` table, written in batches.
 
-Inserts are plain INSERTs of whole batches; exactness under redelivery comes from the table design
-(ReplacingMergeTree keyed by event_id, see migrations/001_events.sql), not from the writer.
+Inserts are plain INSERTs of whole batches into ``events``; materialized views fan each block out to
+the analytics tables. Exactness under redelivery comes from the table design (ReplacingMergeTree keyed
+by event_id everywhere, rollups read with FINAL; see migrations/), not from the writer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from clickhouse_driver import Client
 
 from config.settings import ClickHouseSettings
 from streams.events import Event
 
-__all__ = ["ENVELOPE_FIELDS", "ClickHouseEventWriter", "clickhouse_client", "event_row"]
+__all__ = ["ENVELOPE_FIELDS", "ClickHouseSink", "clickhouse_client"]
 
 ENVELOPE_FIELDS = frozenset(Event.model_fields) | {"event_type"}
+_INSERT = "INSERT INTO events ({}) VALUES"
 _COLUMNS = (
     "event_id", "event_type", "company_id", "profile_key", "occurred_at", "received_at", "projected_at",
     "event_date", "causation_id", "message_id", "flow_id", "campaign_id", "payload",
@@ -40,43 +42,55 @@ def clickhouse_client(ch: ClickHouseSettings, database: str | None = None) -> Cl
     )
 
 
-def event_row(event: Event, projected_at: int) -> tuple[Any, ...]:
-    """One ``events`` row: the envelope as columns, the event-specific fields as a JSON payload."""
-    payload = {k: v for k, v in event.model_dump().items() if k not in ENVELOPE_FIELDS}
-    return (
-        event.event_id,
-        event.event_type,
-        event.company_id,
-        event.profile_key,
-        event.occurred_at,
-        event.received_at,
-        projected_at,
-        dt.datetime.fromtimestamp(event.occurred_at / 1000, tz=dt.UTC).date(),
-        event.causation_id or "",
-        event.message_id or "",
-        event.flow_id or "",
-        event.campaign_id or "",
-        json.dumps(payload, separators=(",", ":"), sort_keys=True),
-    )
-
-
-class ClickHouseEventWriter:
-    """Writes batches of events to the ``events`` table; one INSERT per batch."""
+class ClickHouseSink:
+    """The projector's sink: one columnar INSERT into ``events`` per batch of decoded event dicts."""
 
     def __init__(self, ch: ClickHouseSettings) -> None:
         self._ch = ch
         self._client: Client | None = None
+        self._dates: dict[int, dt.date] = {}
+        self._query = _INSERT.format(", ".join(_COLUMNS))
 
-    def write(self, events: Sequence[Event]) -> None:
-        """Insert a batch; raises on failure so the caller retries the same batch."""
+    def _date(self, epoch_ms: int) -> dt.date:
+        day = epoch_ms // 86_400_000
+        date = self._dates.get(day)
+        if date is None:
+            date = self._dates[day] = dt.date(1970, 1, 1) + dt.timedelta(days=day)
+        return date
+
+    def columns(self, events: Sequence[dict[str, Any]], projected_at: int) -> list[list[Any]]:
+        """The batch as ``events`` columns, in :data:`_COLUMNS` order."""
+        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
+        envelope = ENVELOPE_FIELDS
+        cols: list[list[Any]] = [[] for _ in _COLUMNS]
+        (event_id, event_type, company_id, profile, occurred_at, received_at, projected, event_date,
+         causation_id, message_id, flow_id, campaign_id, payload) = cols
+        for e in events:
+            event_id.append(e["event_id"])
+            event_type.append(e["event_type"])
+            company_id.append(e["company_id"])
+            profile.append(e["profile_key"])
+            occurred_at.append(e["occurred_at"])
+            received_at.append(e["received_at"])
+            projected.append(projected_at)
+            event_date.append(self._date(e["occurred_at"]))
+            causation_id.append(e.get("causation_id") or "")
+            message_id.append(e.get("message_id") or "")
+            flow_id.append(e.get("flow_id") or "")
+            campaign_id.append(e.get("campaign_id") or "")
+            fields = {k: v for k, v in e.items() if k not in envelope and v.__class__ is not bytes}
+            payload.append(dumps(fields, option=sort_keys).decode())
+        return cols
+
+    def write(self, events: Sequence[dict[str, Any]]) -> None:
+        """Insert a batch; raises on failure so the runner retries the same batch."""
         if not events:
             return
-        now = int(time.time() * 1000)
-        rows = [event_row(e, now) for e in events]
+        cols = self.columns(events, int(time.time() * 1000))
         if self._client is None:
             self._client = clickhouse_client(self._ch)
         try:
-            self._client.execute(f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES", rows)
+            self._client.execute(self._query, cols, columnar=True)
         except Exception:
             # Drop the connection so the retry starts from a clean one.
             self._client.disconnect()

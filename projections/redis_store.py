@@ -1,59 +1,152 @@
-"""Redis read model: current consent per profile, every write guarded by a version.
+"""Redis read model: consent now, latest timeline entries, link map, vendor message id → message.
 
-A write applies only if its version is newer than the stored one, so a redelivered or replayed older
-event can never overwrite newer state. Writes of a batch go in one pipeline.
+Every write is guarded so an older or repeated event never overwrites newer state:
+- keyed state (consent, link, vendor message) is a hash written by a Lua script only when the event's
+  version is newer than the stored one (ConsentChanged.version; occurred_at for the immutable maps);
+- the timeline is a sorted set of event ids scored by occurred_at plus a hash of entries, trimmed to the
+  newest N in the same script: re-adding an id is a no-op and an event older than the newest N is
+  trimmed at once, so the result is "newest N by (occurred_at, event_id)" whatever the delivery order.
+A batch's writes go in one pipeline.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-import redis.asyncio as aioredis
+import orjson
+import redis
 
 from config.settings import RedisSettings
-from streams.events import ConsentChanged
+from projections.conversation import CONVERSATION_KEEP, conversation_entry, is_conversation
+from projections.keys import RedisKeys
+from projections.message_status import status_of
+from streams.statuses import status_rank
 
-__all__ = ["RedisConsentStore"]
+__all__ = ["RedisKeys", "RedisSink", "timeline_entry"]
 
-# KEYS[1] = consent hash; ARGV = version, then field/value pairs.
-_GUARDED_HSET = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
-if tonumber(ARGV[1]) <= current then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 2))
-return 1
+# One script call per batch: ARGV[1] is the batch as JSON (Redis' Lua has cjson), so the client packs one
+# string instead of a dozen arguments per event (redis-py's per-argument packing was the bottleneck).
+# {"n": N, "t": [[ids_key, entries_key, [score, id, entry, ...]], ...],
+#  "g": [[key, version, expire_at_ms, [field, value, ...]], ...],
+#  "c": [[conversation_key, score, entry, keep], ...]}; numbers travel as strings.
+# Keys are computed in the script, so this needs a single Redis (or one slot per batch in a cluster).
+APPLY_BATCH = """
+local batch = cjson.decode(ARGV[1])
+local applied = 0
+for _, g in ipairs(batch.g) do
+  local current = tonumber(redis.call('HGET', g[1], 'version') or '-1')
+  if tonumber(g[2]) > current then
+    redis.call('HSET', g[1], 'version', g[2], unpack(g[4]))
+    if tonumber(g[3]) > 0 then redis.call('PEXPIREAT', g[1], g[3]) end
+    applied = applied + 1
+  end
+end
+local n = tonumber(batch.n)
+for _, t in ipairs(batch.t) do
+  local items = t[3]
+  for i = 1, #items, 3 do
+    redis.call('ZADD', t[1], items[i], items[i + 1])
+    redis.call('HSET', t[2], items[i + 1], items[i + 2])
+  end
+  local excess = redis.call('ZCARD', t[1]) - n
+  if excess > 0 then
+    local old = redis.call('ZRANGE', t[1], 0, excess - 1)
+    for j = 1, #old, 500 do
+      redis.call('HDEL', t[2], unpack(old, j, math.min(j + 499, #old)))
+    end
+    redis.call('ZREMRANGEBYRANK', t[1], 0, excess - 1)
+  end
+end
+for _, c in ipairs(batch.c) do
+  redis.call('ZADD', c[1], c[2], c[3])
+  redis.call('ZREMRANGEBYRANK', c[1], 0, -tonumber(c[4]) - 1)
+end
+return applied
 """
 
-
-class RedisConsentStore:
-    """Current consent per profile under ``{prefix}:consent:{profile_key}``."""
-
-    def __init__(self, client: aioredis.Redis, settings: RedisSettings) -> None:
-        self._redis = client
-        self._prefix = settings.key_prefix
-        self._script = client.register_script(_GUARDED_HSET)
-
-    def key(self, profile: str) -> str:
-        return f"{self._prefix}:consent:{profile}"
-
-    async def apply(self, changes: Sequence[ConsentChanged]) -> int:
-        """Apply a batch of consent changes; returns how many were newer than what Redis held."""
-        if not changes:
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for c in changes:
-                await self._script(
-                    keys=[self.key(c.profile_key)],
-                    args=[c.version, "status", c.status, "source", c.source, "method", c.method,
-                          "updated_at", c.occurred_at, "event_id", c.event_id],
-                    client=pipe,
-                )
-            results = await pipe.execute()
-        return sum(int(r) for r in results)
-
-    async def get(self, profile: str) -> dict[str, str]:
-        raw = await self._redis.hgetall(self.key(profile))
-        return {_text(k): _text(v) for k, v in raw.items()}
+# The profile's key holds these already.
+_NOT_IN_ENTRY = frozenset(("company_id", "profile_key"))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def timeline_entry(event: dict[str, Any]) -> str:
+    """A timeline entry: the event's fields as compact JSON (bytes fields left out), keys sorted."""
+    entry = {k: v for k, v in event.items() if k not in _NOT_IN_ENTRY and v.__class__ is not bytes}
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _guarded_args(event: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """The guarded-hash write an event makes besides the timeline: (kind, [version, expire_at, pairs])."""
+    kind = event["event_type"]
+    if kind == "ConsentChanged":
+        return "consent", [event["version"], 0, ["status", event["status"], "source", event["source"],
+                           "method", event["method"], "updated_at", event["occurred_at"],
+                           "event_id", event["event_id"]]]
+    if kind == "LinkCreated":
+        return "link", [event["occurred_at"], event["expires_at"], ["url", event["url"],
+                        "company_id", event["company_id"], "profile_key", event["profile_key"],
+                        "message_id", event.get("message_id") or "", "expires_at", event["expires_at"],
+                        "event_id", event["event_id"]]]
+    status = status_of(event)
+    if status is not None:
+        # Status folds by rank, never arrival: a late "sent" cannot overwrite "delivered", nor a part's
+        # success an earlier failure (the rank is the guard's version).
+        rank = status_rank(status)
+        return "status", [rank, 0, ["status", status, "rank", rank, "profile_key", event["profile_key"],
+                          "message_id", event.get("message_id") or "",
+                          "error_code", event.get("error_code") or "",
+                          "failure_category", event.get("failure_category") or "",
+                          "occurred_at", event["occurred_at"], "event_id", event["event_id"]]]
+    if kind == "MessageSent":
+        return "vendor", [event["occurred_at"], 0, ["message_id", event.get("message_id") or "",
+                          "company_id", event["company_id"], "profile_key", event["profile_key"],
+                          "flow_id", event.get("flow_id") or "",
+                          "campaign_id", event.get("campaign_id") or "",
+                          "event_id", event["event_id"]]]
+    return None
+
+
+class RedisSink:
+    """The projector's sink: one script call applies a whole batch, every write guarded."""
+
+    def __init__(self, settings: RedisSettings, timeline_entries: int) -> None:
+        self._client = redis.Redis.from_url(settings.url)
+        self.keys = RedisKeys(settings.key_prefix)
+        self._n = timeline_entries
+        self._apply = self._client.register_script(APPLY_BATCH)
+
+    def _key(self, kind: str, event: dict[str, Any]) -> str:
+        if kind == "consent":
+            return self.keys.consent(event["profile_key"])
+        if kind == "link":
+            return self.keys.link(event["code"])
+        if kind == "status":
+            return self.keys.message_status(event["vendor"], event["vendor_message_id"])
+        return self.keys.vendor_message(event["vendor"], event["vendor_message_id"])
+
+    def payload(self, events: Sequence[dict[str, Any]]) -> bytes:
+        """The batch as the script's JSON argument."""
+        by_profile: dict[str, list[str]] = defaultdict(list)
+        guarded: list[list[Any]] = []
+        conversation: list[list[str]] = []
+        for e in events:
+            if is_conversation(e):
+                conversation.append([self.keys.conversation(e["profile_key"]), str(e["occurred_at"]),
+                                     conversation_entry(e), str(CONVERSATION_KEEP)])
+            by_profile[e["profile_key"]] += (str(e["occurred_at"]), e["event_id"], timeline_entry(e))
+            write = _guarded_args(e)
+            if write is not None:
+                kind, (version, expire_at, pairs) = write
+                guarded.append([self._key(kind, e), str(version), str(expire_at), [str(v) for v in pairs]])
+        timelines = [[self.keys.timeline(p), self.keys.timeline_entries(p), items]
+                     for p, items in by_profile.items()]
+        return orjson.dumps({"n": str(self._n), "t": timelines, "g": guarded, "c": conversation})
+
+    def write(self, events: Sequence[dict[str, Any]]) -> None:
+        """Apply a batch; raises on failure so the runner retries the same batch."""
+        if events:
+            self._apply(args=[self.payload(events)])
+
+    def close(self) -> None:
+        self._client.close()

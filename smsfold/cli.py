@@ -125,10 +125,18 @@ def add_process_commands(subparsers: Subparsers) -> None:
     ).set_defaults(handler=demo)
 
 
+def add_readmodel_commands(subparsers: Subparsers) -> None:
+    """``smsfold stats`` and ``smsfold projector`` (imported on use: they pull in the read models)."""
+    from smsfold.readmodel_commands import add_readmodel_commands as add
+
+    add(subparsers)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_stack_commands,
     add_process_commands,
     add_loadtest_commands,
+    add_readmodel_commands,
 ]
 """Command groups, in ``--help`` order; each adds its sub-parsers and binds them to handlers."""
 

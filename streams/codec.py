@@ -88,8 +88,11 @@ class AvroCodec:
             raise EncodeError(f"{type(record).__name__}: {exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes) -> BaseModel:
-        """Decode a single-object encoded record into its model, resolving old writer schemas."""
+    def decode_values(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Decode to the record's full name and its field values, without model validation.
+
+        The writer schema already enforces every field's type; projectors use this on their hot path.
+        """
         if len(data) < _HEADER.size or data[:2] != MAGIC:
             raise DecodeError("not single-object Avro", "missing the C3 01 marker")
         _, fp = _HEADER.unpack_from(data)
@@ -108,6 +111,13 @@ class AvroCodec:
             raise DecodeError("corrupt Avro body", f"{name}: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
             raise DecodeError("trailing bytes after Avro body", name)
+        if not isinstance(values, dict):
+            raise DecodeError("corrupt Avro body", f"{name}: not a record")
+        return name, values
+
+    def decode(self, data: bytes) -> BaseModel:
+        """Decode a single-object encoded record into its model, resolving old writer schemas."""
+        name, values = self.decode_values(data)
         try:
             return self._models[name].model_validate(values)
         except ValidationError as exc:

@@ -31,6 +31,7 @@ from projections.clickhouse import clickhouse_client
 from projections.conversation import RedisConversationStore
 from projections.latency import latency_by_message_type
 from projections.message_status import RedisMessageStatusStore
+from projections.redis_store import RedisSink
 from smsfold.webhooks import (
     SignedRequest,
     bandwidth_request,
@@ -380,28 +381,32 @@ def test_status_callbacks_fold_into_profile_keyed_events(
     assert r.hget(f"{prefix}:{message_id}", "profile_key") == profile.encode()
 
 
-async def test_message_status_store_folds_by_rank_not_arrival(stack_settings: Settings) -> None:
+async def test_message_status_folds_by_rank_not_arrival(stack_settings: Settings) -> None:
     client = aioredis.Redis.from_url(stack_settings.redis.url)
+    sink = RedisSink(stack_settings.redis, timeline_entries=200)
     try:
         store = RedisMessageStatusStore(client, stack_settings.redis)
         sid = new_twilio_sid()
         normalizer = Normalizer(load_companies(stack_settings.companies_file))
 
-        def status(word: str, error: str = "") -> Event:
+        def status(word: str, error: str = "") -> dict[str, Any]:
             body = twilio_status_form(sid, word, ACME_NUMBER, "+14155551234", error)
-            return normalizer.normalize(raw("twilio", "status", body)).events[0]
+            return normalizer.normalize(raw("twilio", "status", body)).events[0].model_dump()
 
         # Part 1 failed, then (late, out of order) "sent" and part 2's "delivered": failure stands.
-        assert await store.apply([status("undelivered", "30003")]) == 1
-        assert await store.apply([status("sent"), status("delivered"), status("undelivered", "30003")]) == 0
+        sink.write([status("undelivered", "30003")])
+        sink.write([status("sent"), status("delivered"), status("undelivered", "30003")])
         got = await store.get("twilio", sid)
         assert got["status"] == "failed"
         assert (got["error_code"], got["failure_category"]) == ("30003", "unreachable")
         # A fresh message moves forward step by step, whatever order the batch holds.
         sid = new_twilio_sid()
-        assert await store.apply([status("sent"), status("queued"), status("delivered")]) == 2
+        sink.write([status("sent"), status("queued")])
+        assert (await store.get("twilio", sid))["status"] == "sent"
+        sink.write([status("delivered"), status("queued")])
         assert (await store.get("twilio", sid))["status"] == "delivered"
     finally:
+        sink.close()
         await client.aclose()
 
 
@@ -422,21 +427,24 @@ def test_latency_by_message_type_is_projected_from_the_event_log(
         assert 0 <= normalized.p50_ms <= logged.p50_ms < 60_000
 
 
-async def test_conversation_store_appends_each_message_once(stack_settings: Settings) -> None:
+async def test_conversation_appends_each_message_once(stack_settings: Settings) -> None:
     client = aioredis.Redis.from_url(stack_settings.redis.url)
+    sink = RedisSink(stack_settings.redis, timeline_entries=200)
     try:
-        store = RedisConversationStore(client, stack_settings.redis, max_messages=2)
+        store = RedisConversationStore(client, stack_settings.redis)
         sender = _phone()
         normalizer = Normalizer(load_companies(stack_settings.companies_file))
         events = [normalizer.normalize(raw("telnyx", "inbound", telnyx_inbound(sender, ACME_NUMBER, text)))
-                  .events[0] for text in ("first", "STOP", "second", "third")]
-        assert await store.apply(events) == 3  # STOP is a keyword, not conversation
-        assert await store.apply(events) == 0  # redelivered: nothing new
-        assert [m.body for m in await store.messages(f"acme:{sender}")] == ["second", "third"]  # capped at 2
+                  .events[0].model_dump() for text in ("first", "STOP", "second", "third")]
+        sink.write(events)
+        sink.write(events)  # redelivered: nothing new
+        # STOP is a keyword, not conversation; each message once, oldest first.
+        assert [m.body for m in await store.messages(f"acme:{sender}")] == ["first", "second", "third"]
         assert [m.body for m in await store.messages(f"acme:{sender}", limit=1)] == ["third"]
         with pytest.raises(ValueError, match="limit must be positive"):
             await store.messages(f"acme:{sender}", limit=0)
     finally:
+        sink.close()
         await client.aclose()
 
 

@@ -36,7 +36,8 @@ def test_projectors_count_only_inbound_messages() -> None:
     metrics = PipelineMetrics()
     reply = SendRequested(event_id="r", company_id="acme", profile_key="acme:+14155551234", occurred_at=0,
                           received_at=0, kind="auto_reply", body="bye")
-    metrics.observe_projected("event_log", [_inbound("help", 1_000), reply, _inbound("help", 2_000)])
+    events = [_inbound("help", 1_000), reply, _inbound("help", 2_000)]
+    metrics.observe_projected("event_log", [e.model_dump() for e in events])
     metrics.observe_stage("timeline", [(1_000, "help")], now_ms=1_500)
     text = generate_latest(metrics.registry).decode()
     assert 'smsfold_stage_records_total{outcome="ok",stage="event_log"} 2.0' in text

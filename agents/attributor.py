@@ -1,0 +1,43 @@
+"""The attribution decider: folds touches and conversions per profile in a Faust table, emits attributions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import faust
+from faust.types import EventT
+
+from agents.attribution import AttributionState, fold_attribution
+from agents.base import WorkerContext, run_batches
+from streams.events import ConversionRecorded, LinkClicked, MessageDelivered
+
+__all__ = ["register_attribution_decider"]
+
+_RELEVANT = (LinkClicked, MessageDelivered, ConversionRecorded)
+
+
+def register_attribution_decider(ctx: WorkerContext) -> None:
+    windows = ctx.settings.attribution
+    # Keyed and partitioned like sms.events, so a profile's touches live next to its events.
+    table = ctx.app.Table(
+        "attribution",
+        default=None,
+        partitions=ctx.settings.topics.events_partitions,
+        schema=faust.Schema(key_type=str, value_type=None, key_serializer="raw", value_serializer="json"),
+        use_partitioner=True,
+    )
+
+    @ctx.app.agent(ctx.events_topic, name="attribution-decider")
+    async def attribution_decider(stream: faust.StreamT[bytes]) -> None:
+        async def handle(batch: Sequence[EventT[bytes]]) -> None:
+            for event in await ctx.decode_events(batch, dead_letter_poison=False):
+                if not isinstance(event, _RELEVANT):
+                    continue
+                state = AttributionState.from_json(table.get(event.profile_key))
+                new_state, attributed = fold_attribution(state, event, windows)
+                if new_state != state:
+                    table[event.profile_key] = new_state.to_json()
+                if attributed is not None:
+                    await ctx.emit(attributed)
+
+        await run_batches(stream, 500, 0.05, handle)

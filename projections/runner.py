@@ -1,0 +1,246 @@
+"""Runs one projection: a confluent-kafka consumer group over ``sms.events`` feeding a sink in batches.
+
+A batch is at most ``batch_size`` records or ``batch_seconds`` old. Its offsets are committed
+synchronously only after the sink wrote it; while the store is down the same batch is retried with
+backoff, so nothing is lost, and a crash before the commit redelivers a batch the sink absorbs
+idempotently (event-id keyed tables, version-guarded keys), so nothing counts twice. A record that
+cannot be decoded goes to ``sms.deadletter`` with the reason (by the projector chosen for that) and the
+projection moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from config.settings import Settings
+from streams.codec import AvroCodec, DecodeError
+from streams.events import AVRO_NAMESPACE, EVENT_TYPES
+from streams.producer import producer_config
+
+__all__ = ["DecodedBatch", "ProjectorRunner", "Sink", "decode_batch"]
+
+log = logging.getLogger("smsfold.projector")
+
+_EVENT_RECORDS = frozenset(f"{AVRO_NAMESPACE}.{name}" for name in EVENT_TYPES)
+
+
+class Sink(Protocol):
+    """A read model that absorbs a batch of decoded events idempotently; raises if the write failed."""
+
+    def write(self, events: Sequence[dict[str, Any]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class DecodedBatch:
+    """The events of a batch as field dicts, and the records that could not be decoded."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    poison: list[tuple[Message, str]] = field(default_factory=list)
+
+
+def decode_batch(codec: AvroCodec, messages: Sequence[Message]) -> DecodedBatch:
+    """Decode to dicts without pydantic: the writer schema already enforced every field's type."""
+    out = DecodedBatch()
+    for msg in messages:
+        value = msg.value()
+        if value is None:
+            out.poison.append((msg, "empty record"))
+            continue
+        try:
+            name, values = codec.decode_values(value)
+        except DecodeError as exc:
+            out.poison.append((msg, exc.reason))
+            continue
+        if name not in _EVENT_RECORDS:
+            out.poison.append((msg, f"not a domain event: {name}"))
+            continue
+        problem = _invalid(name, values)
+        if problem:
+            out.poison.append((msg, f"invalid event: {problem}"))
+            continue
+        out.events.append(values)
+    return out
+
+
+def _invalid(name: str, e: dict[str, Any]) -> str:
+    """What the Avro types cannot say: the record name matches, and the profile belongs to the company."""
+    kind = name.rsplit(".", 1)[1]
+    if e["event_type"] != kind:
+        return f"{kind}.event_type is {e['event_type']!r}"
+    if not e["event_id"]:
+        return f"{kind}.event_id is empty"
+    company = e["company_id"]
+    if not company or not e["profile_key"].startswith(company + ":"):
+        return f"{kind}.profile_key {e['profile_key']!r} is not of company {company!r}"
+    return ""
+
+
+class ProjectorRunner:
+    """Consumes ``sms.events`` with its own group and folds it into one sink; run it in a thread."""
+
+    def __init__(
+        self, name: str, sink: Sink, settings: Settings, *, dead_letter: bool = False,
+        codec: AvroCodec | None = None, on_written: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.name = name
+        # Told of every batch once it is written (the worker's stage metrics); must not raise.
+        self._on_written = on_written
+        self._sink = sink
+        self._settings = settings
+        self._projector = settings.projector
+        self._codec = codec or AvroCodec()
+        self._dead_letter = dead_letter
+        self._stop = threading.Event()
+        self._pending: list[Message] = []
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        # Progress, for metrics and the benchmark: records committed, and when the first and the latest
+        # committed batch were read and committed (monotonic seconds).
+        self.folded = 0
+        self.poison_records = 0
+        self.write_failures = 0
+        self.assigned = threading.Event()
+        self.first_read_at: float | None = None
+        self.last_commit_at: float | None = None
+
+    @property
+    def group_id(self) -> str:
+        return f"{self._projector.group_prefix}-{self.name}"
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return.
+
+        Tansu (the embedded broker) wedges a consumer group when a member leaves before its first join
+        completed; wait for :attr:`assigned` before stopping a runner that was just started.
+        """
+        self._stop.set()
+
+    def _consumer_config(self) -> dict[str, Any]:
+        kafka = self._settings.kafka
+        return {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": kafka.session_timeout_ms,
+            "heartbeat.interval.ms": kafka.heartbeat_interval_ms,
+            # A store outage is waited out inside the loop; being kicked out of the group only means
+            # the uncommitted batch is redelivered, which the sinks absorb.
+            "max.poll.interval.ms": 600_000,
+            "fetch.wait.max.ms": 100,
+        }
+
+    def run(self) -> None:
+        """Consume, write, commit until :meth:`stop`; a batch is committed only after it was written."""
+        topic = self._settings.topics.events
+        self._consumer = Consumer(self._consumer_config())
+        if self._dead_letter:
+            self._producer = Producer(producer_config(self._settings.kafka))
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        batch_size, batch_s = self._projector.batch_size, self._projector.batch_seconds
+        started = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                wait = max(0.0, batch_s - (time.monotonic() - started)) if self._pending else 0.2
+                msgs = self._consumer.consume(num_messages=batch_size - len(self._pending), timeout=wait)
+                for msg in msgs:
+                    err = msg.error()
+                    if err is None:
+                        if not self._pending:
+                            started = time.monotonic()
+                            if self.first_read_at is None:
+                                self.first_read_at = started
+                        self._pending.append(msg)
+                    elif not err.retriable() and err.fatal():
+                        raise KafkaException(err)
+                if self._pending and (
+                    len(self._pending) >= batch_size or time.monotonic() - started >= batch_s
+                ):
+                    self._flush()
+            if self._pending:
+                self._flush()
+        finally:
+            self._consumer.close()
+            self._sink.close()
+            if self._producer is not None:
+                self._producer.flush(10)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Write and commit what was read from these partitions before another member takes them over.
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        decoded = decode_batch(self._codec, batch)
+        if decoded.poison and self._producer is not None:
+            self._send_dead_letters(decoded.poison)
+        if decoded.events and not self._write_until_done(decoded.events):
+            return  # stopping while the store is down: nothing committed, the batch is redelivered
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            key = (msg.topic() or "", msg.partition() or 0)
+            offsets[key] = max(offsets.get(key, -1), (msg.offset() or 0) + 1)
+        assert self._consumer is not None
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+            )
+        except KafkaException as exc:
+            # Typically a rebalance took the partitions away: the new owner re-reads from the last
+            # commit and the sink absorbs the repeat.
+            log.warning("%s: offset commit failed (%s); the batch will be redelivered", self.name, exc)
+        self.folded += len(decoded.events)
+        self.poison_records += len(decoded.poison)
+        self.last_commit_at = time.monotonic()
+
+    def _write_until_done(self, events: list[dict[str, Any]]) -> bool:
+        delay = 0.1
+        while True:
+            try:
+                self._sink.write(events)
+                if self._on_written is not None:
+                    self._on_written(events)
+                return True
+            except Exception as exc:  # the store is down or refused the write: back off, same batch
+                self.write_failures += 1
+                if self._stop.is_set():
+                    log.warning("%s: stopping with an unwritten batch (%s)", self.name, _first_line(exc))
+                    return False
+                log.warning("%s: write failed (%s: %s); retrying in %.1fs",
+                            self.name, type(exc).__name__, _first_line(exc), delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._projector.max_backoff_s)
+
+    def _send_dead_letters(self, poison: list[tuple[Message, str]]) -> None:
+        assert self._producer is not None
+        for msg, reason in poison:
+            log.warning("%s: dead-lettered a record from %s[%s]@%s: %s",
+                        self.name, msg.topic(), msg.partition(), msg.offset(), reason)
+            self._producer.produce(
+                self._settings.topics.deadletter, key=msg.key(), value=msg.value() or b"",
+                headers={"reason": reason.encode(), "source_topic": (msg.topic() or "").encode(),
+                         "projector": self.name.encode()},
+            )
+        # Durable before the offsets that skip these records are committed.
+        remaining = self._producer.flush(30)
+        if remaining:
+            raise KafkaException(f"{remaining} dead letters not acknowledged")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a store error, without ClickHouse's server stack trace."""
+    text = " ".join(str(getattr(exc, "message", "") or exc).split("Stack trace:")[0].split())
+    return text[:300]

@@ -1,0 +1,144 @@
+"""Each projection equals the in-process fold of its topic: after a mixed workload, after every event was
+delivered twice, after a replay with a fresh group, and across a ClickHouse that refuses writes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from config import Settings
+from projections.fold import STAT_COLUMNS, fold_message_stats, fold_redis, unique_events
+from projections.migrate import apply_migrations
+from smsfold.workload import generate_events
+from streams.events import Event
+from tests.conftest import wait_until
+from tests.integration.projection_helpers import (
+    ch_rows,
+    private_settings,
+    produce,
+    read_redis,
+    running,
+    wait_folded,
+)
+
+pytestmark = pytest.mark.stack
+
+
+def _workload() -> list[Event]:
+    # Starting two days ago: links (90 days) are live, so the link map is checked with content.
+    start = int(time.time() * 1000) - 2 * 86_400_000
+    return list(generate_events(120, messages_per_profile=8, seed=11, start_ms=start))
+
+
+def _assert_projections_equal_fold(settings: Settings, events: list[Event]) -> None:
+    dicts = [e.model_dump() for e in events]
+    unique = unique_events(dicts)
+    # ClickHouse: one row per event id, and the flow stats rollup equals the fold of unique events.
+    rows = ch_rows(settings, "SELECT event_id FROM events FINAL")
+    assert sorted(r[0] for r in rows) == sorted(unique)
+    stats = ch_rows(settings, f"SELECT company_id, flow_id, campaign_id, message_id, "
+                              f"{', '.join(f'sum({c})' for c in STAT_COLUMNS)} FROM message_stats "
+                              "GROUP BY company_id, flow_id, campaign_id, message_id")
+    got = {tuple(r[:4]): dict(zip(STAT_COLUMNS, map(int, r[4:]), strict=True)) for r in stats}
+    assert got == fold_message_stats(dicts)
+    kinds = {}
+    for e in unique.values():
+        kinds[e["event_type"]] = kinds.get(e["event_type"], 0) + 1
+    assert ch_rows(settings, "SELECT count() FROM consent_history FINAL")[0][0] == kinds["ConsentChanged"]
+    assert ch_rows(settings, "SELECT count() FROM inbound_latency FINAL")[0][0] == kinds["InboundReceived"]
+    assert ch_rows(settings, "SELECT count() FROM timeline FINAL")[0][0] == len(unique)
+    assert ch_rows(settings, "SELECT count(), sum(value_micros) FROM attributed_conversions FINAL")[0] == (
+        kinds["ConversionAttributed"],
+        sum(e["value_micros"] for e in unique.values() if e["event_type"] == "ConversionAttributed"))
+    # Redis: consent, newest-N timeline, link and vendor maps equal the fold, field by field.
+    folded = fold_redis(dicts, settings.projector.timeline_entries, int(time.time() * 1000))
+    assert read_redis(settings, folded) == folded
+
+
+@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-event-twice"])
+def test_projections_equal_the_fold(stack_settings: Settings, deliveries: int) -> None:
+    # A small timeline cap so trimming happens (profiles have ~15 events).
+    base = stack_settings.model_copy(update={"projector": stack_settings.projector.model_copy(
+        update={"timeline_entries": 6})})
+    settings = private_settings(base)
+    events = _workload()
+    stream = events if deliveries == 1 else events + events[::-1]
+    total = produce(settings, stream)
+    with running(settings, "clickhouse", "redis") as runners:
+        wait_folded(runners, total)
+    _assert_projections_equal_fold(settings, stream)
+
+
+def test_replay_with_a_fresh_group_changes_nothing(stack_settings: Settings) -> None:
+    settings = private_settings(stack_settings)
+    events = _workload()[:1500]
+    total = produce(settings, events)
+    with running(settings, "clickhouse", "redis") as runners:
+        wait_folded(runners, total)
+    latency_sql = "SELECT event_id, latency_ms FROM inbound_latency FINAL ORDER BY event_id"
+    latency_before = ch_rows(settings, latency_sql)
+    # Replay: a new group prefix reads the topic from the start into the same stores.
+    replay = settings.model_copy(update={"projector": settings.projector.model_copy(
+        update={"group_prefix": settings.projector.group_prefix + "-replay"})})
+    time.sleep(0.05)  # a later projected_at, so a replay that wrongly won would show
+    with running(replay, "clickhouse", "redis") as runners:
+        wait_folded(runners, total)
+    _assert_projections_equal_fold(settings, events)
+    assert ch_rows(settings, latency_sql) == latency_before
+
+
+def test_clickhouse_refusing_writes_loses_and_doubles_nothing(stack_settings: Settings) -> None:
+    # The database does not exist yet: every insert fails until it is migrated while the runner retries.
+    settings = private_settings(stack_settings, migrate=False)
+    events = _workload()[:800]
+    total = produce(settings, events)
+    with running(settings, "clickhouse") as (runner,):
+        wait_until(lambda: runner.write_failures >= 3, 30, "three refused inserts")
+        assert runner.folded == 0  # nothing committed while the store refuses the batch
+        apply_migrations(settings.clickhouse)
+        wait_folded([runner], total)
+    rows = ch_rows(settings, "SELECT count(), uniqExact(event_id) FROM events")
+    assert rows[0][1] == len(unique_events(e.model_dump() for e in events))
+
+
+def test_poison_goes_to_the_dead_letters_once_and_the_projection_moves_on(stack_settings: Settings) -> None:
+    settings = private_settings(stack_settings)
+    events = _workload()[:50]
+    total = produce(settings, [*events[:25], (b"k1", b"not avro at all"), (b"k2", b"\xc3\x01" + b"\x00" * 8),
+                               *events[25:]])
+    with running(settings, "clickhouse", "redis") as runners:
+        wait_folded(runners, total)
+        assert [r.poison_records for r in runners] == [2, 2]
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "dlq-probe",
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(settings.topics.deadletter, 0, OFFSET_BEGINNING)])
+    letters = []
+    deadline = time.monotonic() + 20
+    while len(letters) < 2 and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            letters.append((msg.key(), dict(msg.headers() or [])["reason"]))
+    time.sleep(0.5)
+    extra = consumer.poll(0.5)
+    consumer.close()
+    assert sorted(letters) == [(b"k1", b"not single-object Avro"), (b"k2", b"unknown schema fingerprint")]
+    assert extra is None, "a poison record was dead-lettered twice (only the clickhouse projector does it)"
+    assert ch_rows(settings, "SELECT count() FROM events FINAL")[0][0] == len(unique_events(
+        e.model_dump() for e in events))
+
+
+def test_a_thread_stop_mid_outage_commits_nothing(stack_settings: Settings) -> None:
+    settings = private_settings(stack_settings, migrate=False)
+    events = _workload()[:100]
+    total = produce(settings, events)
+    with running(settings, "clickhouse") as (runner,):
+        wait_until(lambda: runner.write_failures >= 1, 30, "a refused insert")
+    assert runner.folded == 0
+    # The uncommitted batch comes back to the next runner of the same group once ClickHouse is there.
+    apply_migrations(settings.clickhouse)
+    with running(settings, "clickhouse") as (again,):
+        wait_folded([again], total)
+    assert ch_rows(settings, "SELECT uniqExact(event_id) FROM events")[0][0] == len(unique_events(
+        e.model_dump() for e in events))
