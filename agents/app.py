@@ -14,6 +14,7 @@ from agents.base import WorkerContext
 from agents.normalizer import register_normalizer
 from agents.profile_decider import register_profile_decider
 from agents.projectors import register_projectors
+from agents.sender import register_sender
 from config.companies import CompanyDirectory
 from config.settings import Settings
 from streams.codec import AvroCodec
@@ -57,6 +58,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     _register_metrics_endpoint(ctx)
     register_normalizer(ctx)
     register_profile_decider(ctx)
+    register_sender(ctx)
     register_projectors(ctx)
     return app
 

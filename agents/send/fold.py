@@ -55,6 +55,7 @@ __all__ = [
     "HeldSend",
     "OutboundState",
     "TrackedMessage",
+    "due_releases",
     "message_id_of",
     "on_message_sent",
     "on_send_released",
@@ -198,6 +199,27 @@ def on_send_released(
     if held is None:
         return None
     return on_send_requested(state, consent_status, held.request, company, now_ms)
+
+
+def due_releases(state: OutboundState, now_ms: int) -> list[SendReleased]:
+    """A release for every held send due at ``now_ms`` (the hold timer emits them onto the log; ids
+    derive from the message and its release time, so a timer firing twice asks once)."""
+    return [
+        SendReleased(
+            event_id=event_id_for("SendReleased", str(h.request.message_id), str(h.until_ms)),
+            company_id=h.request.company_id,
+            profile_key=h.request.profile_key,
+            occurred_at=h.until_ms,
+            received_at=h.request.received_at,
+            causation_id=h.request.event_id,
+            message_id=h.request.message_id,
+            flow_id=h.request.flow_id,
+            campaign_id=h.request.campaign_id,
+            held_until=h.until_ms,
+        )
+        for h in state.held
+        if h.until_ms <= now_ms
+    ]
 
 
 def _status_changed(cause: Event, message: TrackedMessage, previous: str, status: str,
