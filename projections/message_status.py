@@ -1,8 +1,9 @@
 """Redis read model: each outbound message's delivery status now, folded by rank, never arrival order.
 
-Keyed by vendor and vendor message id (our own message id joins in once the send pipeline writes it).
-A write applies only when its status ranks higher than the stored one, so a late ``sent`` never
-overwrites ``delivered``, a part's success never overwrites a failure, and duplicates change nothing.
+Keyed by vendor and vendor message id, as the callbacks report it; and by our own message id from
+``DeliveryStatusChanged`` (the profile decider joins callbacks to the message they are about). A write
+applies only when its status ranks higher than the stored one, so a late ``sent`` never overwrites
+``delivered``, a part's success never overwrites a failure, and duplicates change nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from config.settings import RedisSettings
-from streams.events import Event, MessageDelivered, MessageFailed, MessageStatusUpdated
+from streams.events import DeliveryStatusChanged, Event, MessageDelivered, MessageFailed, MessageStatusUpdated
 from streams.statuses import DeliveryStatus, status_rank
 
 __all__ = ["RedisMessageStatusStore", "status_of"]
@@ -50,12 +51,27 @@ class RedisMessageStatusStore:
     def key(self, vendor: str, vendor_message_id: str) -> str:
         return f"{self._prefix}:message-status:{vendor}:{vendor_message_id}"
 
+    def message_key(self, message_id: str) -> str:
+        return f"{self._prefix}:message-status-by-id:{message_id}"
+
     async def apply(self, events: Sequence[Event]) -> int:
         """Fold the status events among ``events``; returns how many moved a status forward."""
-        updates = [(e, s) for e in events if isinstance(e, _StatusEvent) and (s := status_of(e)) is not None]
-        if not updates:
+        # The sender's own refusals have no vendor message id: they are known by our id only.
+        updates = [(e, s) for e in events if isinstance(e, _StatusEvent) and e.vendor_message_id
+                   and (s := status_of(e)) is not None]
+        ours = [e for e in events if isinstance(e, DeliveryStatusChanged) and e.message_id]
+        if not updates and not ours:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
+            for c in ours:
+                await self._script(
+                    keys=[self.message_key(str(c.message_id))],
+                    args=[status_rank(c.status), "status", c.status, "profile_key", c.profile_key,
+                          "vendor", c.vendor, "vendor_message_id", c.vendor_message_id,
+                          "error_code", c.error_code, "failure_category", c.failure_category,
+                          "occurred_at", c.occurred_at, "event_id", c.event_id],
+                    client=pipe,
+                )
             for e, status in updates:
                 failure = (e.error_code, e.failure_category) if isinstance(e, MessageFailed) else ("", "")
                 await self._script(
@@ -71,6 +87,11 @@ class RedisMessageStatusStore:
 
     async def get(self, vendor: str, vendor_message_id: str) -> dict[str, str]:
         raw = await self._redis.hgetall(self.key(vendor, vendor_message_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def get_message(self, message_id: str) -> dict[str, str]:
+        """Our message's status now (empty until the vendor accepted or refused it)."""
+        raw = await self._redis.hgetall(self.message_key(message_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
 
