@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
@@ -35,7 +35,7 @@ from streams.events import (
     SendRequested,
 )
 
-__all__ = ["register_profile_decider"]
+__all__ = ["register_profile_decider", "releases_due"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,18 @@ _CAUSES = (InboundReceived, ConsentChangeRequested, SendRequested, SendReleased,
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def releases_due(
+    held_index: Mapping[str, Any], profiles: Mapping[str, Any], now_ms: int
+) -> list[SendReleased]:
+    """The releases the hold timer puts on the log at ``now_ms``: every held send of every profile in
+    the index whose earliest release is due."""
+    due = [key for key, until in list(held_index.items()) if isinstance(until, int) and until <= now_ms]
+    releases: list[SendReleased] = []
+    for key in due:
+        releases += due_releases(ProfileState.from_json(profiles.get(key)).outbound, now_ms)
+    return releases
 
 
 def register_profile_decider(ctx: WorkerContext) -> None:
@@ -101,11 +113,8 @@ def register_profile_decider(ctx: WorkerContext) -> None:
         """Put a SendReleased on the log for every held send whose window opened; the fold decides it
         again in order with the profile's other events. Releasing twice is harmless (same ids, and the
         fold ignores a release for a send no longer held)."""
-        now_ms = _now_ms()
-        due = [key for key, until in list(held_index.items()) if isinstance(until, int) and until <= now_ms]
-        for key in due:
-            state = ProfileState.from_json(profiles.get(key))
-            for release in due_releases(state.outbound, now_ms):
-                await ctx.emit(release)
-        if due:
-            log.info("released held sends of %d profiles", len(due))
+        releases = releases_due(held_index, profiles, _now_ms())
+        for release in releases:
+            await ctx.emit(release)
+        if releases:
+            log.info("released %d held sends", len(releases))

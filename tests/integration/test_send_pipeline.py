@@ -27,7 +27,7 @@ import redis
 from clickhouse_driver import Client
 
 from agents.send.checks import SkipReason, parse_recipient
-from agents.send.quiet_hours import window_for
+from agents.send.quiet_hours import next_open, window_for
 from config import Settings, load_companies
 from projections.clickhouse import clickhouse_client
 from smsfold.webhooks import SignedRequest, twilio_inbound
@@ -41,7 +41,7 @@ LOADTEST_NUMBER = "+16465550142"
 LONG_URL = "https://shop.example/collections/winter-sale/products/merino-wool-sweater?utm_source=sms&utm_medium=x"
 # Mobile number patterns in zones whose sending windows together cover every hour of the day.
 _CANDIDATES = ("+1212555{:04d}", "+1312555{:04d}", "+1213555{:04d}", "+1808555{:04d}", "+81902222{:04d}",
-               "+4477009{:05d}")
+               "+49151234{:05d}")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,21 @@ def _phone(open_window: bool = False) -> str:
         if window.is_open(now) and window.is_open(now + timedelta(minutes=30)):
             return number
     raise AssertionError("no candidate number is inside its sending window now")
+
+
+def _phone_in_quiet_hours() -> tuple[str, int]:
+    """A fresh mobile number whose marketing window is closed for at least the next half hour, and the
+    epoch ms at which it opens."""
+    now = datetime.now(UTC)
+    for _ in range(500):
+        number = random.choice(_CANDIDATES).format(random.randrange(10_000))
+        parsed = parse_recipient(number)
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            continue
+        opens = next_open(window_for(parsed, now), now)
+        if opens is not None and opens > now + timedelta(minutes=30):
+            return number, int(opens.timestamp() * 1000)
+    raise AssertionError("no candidate number is in quiet hours now")
 
 
 def _post_json(base: str, path: str, body: dict[str, Any], key: str = ACME_KEY) -> tuple[int, dict[str, Any]]:
@@ -154,8 +169,11 @@ def test_a_flow_message_goes_out_and_its_delivery_comes_back_by_our_message_id(
 
     # Every forward move is on the log once, with our message id. (Sorted by rank: a Twilio delivery's
     # time has minute precision, so it may sort before the send by occurred_at.)
-    changes = wait_until(lambda: (got := _events(ch, profile, "DeliveryStatusChanged", message_id))
-                         and final["status"] in {c["status"] for c in got} and got, 30, "status changes")
+    def folded() -> list[dict[str, Any]] | None:
+        got = _events(ch, profile, "DeliveryStatusChanged", message_id)
+        return got if final["status"] in {c["status"] for c in got} else None
+
+    changes = wait_until(folded, 30, "status changes")
     statuses = sorted((c["status"] for c in changes), key=status_rank)
     assert statuses in (["queued", "sent", final["status"]], ["queued", final["status"]])
 
@@ -229,3 +247,19 @@ def test_a_load_test_companys_reply_is_recorded_and_never_reaches_the_vendor(
     sends = [line for line in metrics.splitlines() if line.startswith("smsfold_vendor_sends_total{")]
     assert any('company="acme"' in line for line in sends), sends
     assert not any('company="loadtest"' in line for line in sends), sends
+
+
+def test_a_flow_message_in_quiet_hours_is_held_until_the_window_opens(
+    stack_settings: Settings, pipeline: str, ch: Client, r: redis.Redis
+) -> None:
+    phone, opens_ms = _phone_in_quiet_hours()
+    profile = f"acme:{phone}"
+    _text(stack_settings, "acme", phone, "START")
+    _consent(r, stack_settings, profile, "subscribed")
+    status, answer = _post_json(pipeline, "/v1/messages",
+                                {"to": phone, "kind": "flow", "body": "New arrivals"})
+    assert status == 202
+    [held] = wait_until(lambda: _events(ch, profile, "SendHeld", answer["message_id"]), 30, "SendHeld")
+    assert held["held_until"] == opens_ms and held["reason"] == "quiet_hours"
+    # Held, not sent: the hold timer releases it when the window opens (the release is unit-tested).
+    assert _events(ch, profile, "SendApproved", answer["message_id"]) == []

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from agents.classify import classify
 from agents.profile import ProfileState, decide
+from agents.profile_decider import releases_due
 from agents.send.checks import SkipReason
 from config.companies import load_companies
 from streams.events import (
@@ -261,3 +262,20 @@ def test_marketing_is_never_approved_unless_subscribed_at_decision_time(
                     assert before == "subscribed", (out, before)
                 if out.kind != "auto_reply":
                     assert before != "unsubscribed", (out, before)
+
+
+def test_the_hold_timer_releases_exactly_the_due_sends_from_the_tables() -> None:
+    # What the profile decider's tables hold after two holds (index: profile → earliest release).
+    fold = Fold()
+    fold(inbound(1, "START"))
+    fold(send(2, "flow"), now_ms=NIGHT)
+    fold(send(3, "campaign"), now_ms=NIGHT + 1)
+    profiles = {PROFILE: fold.state.to_json()}
+    index = {PROFILE: fold.state.outbound.next_release_ms, "acme:+10000000000": OPENS + HOUR}
+    assert releases_due(index, profiles, OPENS - 1) == []
+    due = releases_due(index, profiles, OPENS)
+    assert [(r.message_id, r.held_until) for r in due] == [("m2", OPENS), ("m3", OPENS)]
+    # Folding them decides both again: the first goes, the second meets the frequency cap.
+    outputs = [out for r in due for out in fold(r, now_ms=OPENS)]
+    assert [type(o).__name__ for o in outputs] == ["SendApproved", "SendSkipped"]
+    assert fold.state.outbound.next_release_ms is None
