@@ -151,9 +151,11 @@ def test_a_flow_message_goes_out_and_its_delivery_comes_back_by_our_message_id(
         "to": phone, "kind": "flow", "flow_id": "winter-1", "body": f"Winter sale, 20% off: {LONG_URL}"})
     assert status == 202, answer
     message_id = answer["message_id"]
+    posted = time.monotonic()
 
     # Delivered (or failed at the simulator's configured rate), folded by our message id.
     final = _final_status(r, stack_settings, message_id)
+    to_final_s = time.monotonic() - posted
     sent = wait_until(lambda: _events(ch, profile, "MessageSent", message_id), 30, "MessageSent")
     assert final["vendor_message_id"] == sent[0]["vendor_message_id"]
     assert final["vendor"] == "twilio" and final["profile_key"] == profile
@@ -163,6 +165,9 @@ def test_a_flow_message_goes_out_and_its_delivery_comes_back_by_our_message_id(
     # The decision composed the opt-out language; the link was shortened before segments were counted.
     [approved] = _events(ch, profile, "SendApproved", message_id)
     assert approved["body"].endswith("Reply STOP to opt out.") and LONG_URL in approved["body"]
+    decided_ms = approved["stage_times"]["decided"] - approved["stage_times"]["requested"]
+    print(f"\nrequest → decided {decided_ms} ms; request → {final['status']} in Redis {to_final_s:.2f} s "
+          f"(simulated delivery median {stack_settings.vendor.simulated_delay_median_ms:.0f} ms)")
     [link] = wait_until(lambda: _events(ch, profile, "LinkCreated", message_id), 30, "LinkCreated")
     assert link["url"] == LONG_URL
     assert sent[0]["segments"] == 1 and sent[0]["cost_micros"] == 7900 and sent[0]["encoding"] == "GSM-7"
