@@ -15,6 +15,7 @@ from agents.base import WorkerContext
 from agents.normalizer import register_normalizer
 from agents.profile_decider import register_profile_decider
 from agents.projectors import register_projectors
+from agents.sender import register_sender
 from config.companies import CompanyDirectory
 from config.settings import Settings
 from streams.codec import AvroCodec
@@ -59,6 +60,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     register_normalizer(ctx)
     register_profile_decider(ctx)
     register_attribution_decider(ctx)
+    register_sender(ctx)
     register_projectors(ctx)
     return app
 

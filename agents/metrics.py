@@ -50,6 +50,10 @@ class PipelineMetrics:
             "smsfold_stage_latency_seconds", "Gateway receipt to completion of a stage, by message type",
             ["stage", "message_type"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
+        self.vendor_sends = Counter(
+            "smsfold_vendor_sends", "Messages handed to a vendor (or refused by it), by company and outcome",
+            ["vendor", "company", "outcome"], registry=self.registry,
+        )
         self._server: WSGIServer | None = None
 
     def stage_failed(self, stage: str) -> None:

@@ -1,8 +1,8 @@
 """The profile fold: one state per profile, folded from ``sms.events`` in partition order.
 
 ``decide(state, event, company, position, now_ms)`` is pure: it returns the new state and the events to
-emit, with a handler per event type (issue 5 adds SendRequested here, so sends see consent as of their
-place in the log). Re-processing is harmless:
+emit, with a handler per event type. Send requests are decided here (``agents.send.fold``), so a send
+sees the consent the profile has at its place in the log. Re-processing is harmless:
 
 - a redelivered event of ``sms.events`` (position at or below the last applied) changes nothing; the last
   applied one re-emits its outputs, which may have been lost in a crash (same ids, same content);
@@ -26,6 +26,13 @@ from agents.consent import (
     consent_for_request,
 )
 from agents.replies import auto_reply
+from agents.send.fold import (
+    OutboundState,
+    on_message_sent,
+    on_send_released,
+    on_send_requested,
+    on_status,
+)
 from config.companies import Company
 from streams.events import (
     EVENT_TYPES,
@@ -33,7 +40,13 @@ from streams.events import (
     ConsentChangeRequested,
     Event,
     InboundReceived,
+    MessageDelivered,
+    MessageFailed,
+    MessageSent,
+    MessageStatusUpdated,
     MessageType,
+    SendReleased,
+    SendRequested,
     event_id_for,
 )
 
@@ -48,6 +61,7 @@ class ProfileState:
     """What the decider knows about one profile."""
 
     consent: ConsentState = ConsentState()
+    outbound: OutboundState = OutboundState()
     # Offset in the profile's sms.events partition of the last event that changed this state.
     position: int = -1
     recent_causes: tuple[str, ...] = ()
@@ -56,6 +70,7 @@ class ProfileState:
     def to_json(self) -> dict[str, Any]:
         return {
             "consent": self.consent.to_json(),
+            "outbound": self.outbound.to_json(),
             "position": self.position,
             "recent_causes": list(self.recent_causes),
             "last_outputs": [e.model_dump() for e in self.last_outputs],
@@ -67,6 +82,8 @@ class ProfileState:
             return cls()
         return cls(
             consent=ConsentState.from_json(data["consent"]),
+            # States written before issue 5 have no outbound part.
+            outbound=OutboundState.from_json(data.get("outbound")),
             position=data["position"],
             recent_causes=tuple(data["recent_causes"]),
             last_outputs=tuple(EVENT_TYPES[o["event_type"]].model_validate(o) for o in data["last_outputs"]),
@@ -77,6 +94,7 @@ class ProfileState:
 class _Outcome:
     consent: ConsentState
     outputs: tuple[Event, ...]
+    outbound: OutboundState | None = None
 
 
 def decide(
@@ -92,11 +110,12 @@ def decide(
         return state, list(state.last_outputs) if position == state.position else []
     if event.event_id in state.recent_causes:
         return state, []
-    outcome = _handle(event, state.consent, company, now_ms)
+    outcome = _handle(event, state, company, now_ms)
     if outcome is None:
         return state, []
     new_state = ProfileState(
         consent=outcome.consent,
+        outbound=outcome.outbound if outcome.outbound is not None else state.outbound,
         position=position if position is not None else state.position,
         recent_causes=(*state.recent_causes, event.event_id)[-REMEMBERED_CAUSES:],
         last_outputs=outcome.outputs,
@@ -105,7 +124,7 @@ def decide(
 
 
 @singledispatch
-def _handle(event: Event, consent: ConsentState, company: Company | None, now_ms: int) -> _Outcome | None:
+def _handle(event: Event, state: ProfileState, company: Company | None, now_ms: int) -> _Outcome | None:
     # Everything else on sms.events, including the decider's own ConsentChanged and replies, is not a
     # cause of profile decisions (yet): the state is not touched.
     return None
@@ -134,8 +153,9 @@ def _consent_changed(
 
 @_handle.register
 def _inbound(
-    event: InboundReceived, consent: ConsentState, company: Company | None, now_ms: int
+    event: InboundReceived, state: ProfileState, company: Company | None, now_ms: int
 ) -> _Outcome | None:
+    consent = state.consent
     stage_times = {**event.stage_times, "consent_updated": now_ms}
     outputs: list[Event] = []
     before = consent
@@ -177,8 +197,9 @@ def _reply_text(
 
 @_handle.register
 def _request(
-    event: ConsentChangeRequested, consent: ConsentState, company: Company | None, now_ms: int
+    event: ConsentChangeRequested, state: ProfileState, company: Company | None, now_ms: int
 ) -> _Outcome | None:
+    consent = state.consent
     target = consent_for_request(consent, event, company)
     if target is None:
         return _Outcome(consent, ())
@@ -191,3 +212,41 @@ def _request(
     return _Outcome(new, tuple(outputs))
 
 
+
+
+def _outbound(state: ProfileState, result: tuple[OutboundState, tuple[Event, ...]] | None) -> _Outcome | None:
+    if result is None:
+        return None
+    outbound, outputs = result
+    return _Outcome(state.consent, outputs, outbound)
+
+
+@_handle.register
+def _send_requested(
+    event: SendRequested, state: ProfileState, company: Company | None, now_ms: int
+) -> _Outcome | None:
+    return _outbound(state, on_send_requested(state.outbound, state.consent.status, event, company, now_ms))
+
+
+@_handle.register
+def _send_released(
+    event: SendReleased, state: ProfileState, company: Company | None, now_ms: int
+) -> _Outcome | None:
+    return _outbound(state, on_send_released(state.outbound, state.consent.status, event, company, now_ms))
+
+
+@_handle.register
+def _message_sent(
+    event: MessageSent, state: ProfileState, company: Company | None, now_ms: int
+) -> _Outcome | None:
+    return _outbound(state, on_message_sent(state.outbound, event))
+
+
+@_handle.register(MessageDelivered)
+@_handle.register(MessageFailed)
+@_handle.register(MessageStatusUpdated)
+def _delivery_status(
+    event: MessageDelivered | MessageFailed | MessageStatusUpdated, state: ProfileState,
+    company: Company | None, now_ms: int,
+) -> _Outcome | None:
+    return _outbound(state, on_status(state.outbound, event))

@@ -128,6 +128,10 @@ class WorkerSettings(_Frozen):
     store: str = "memory://"
     projector_batch_size: int = 1000
     projector_batch_seconds: float = 1.0
+    # How often the hold timer looks for held sends whose sending window has opened.
+    held_scan_interval_s: float = Field(default=15.0, gt=0)
+    # The sender agent's batch: approvals sent concurrently per sending number, acked together.
+    sender_batch_size: int = Field(default=200, ge=1)
 
 
 class VendorSettings(_Frozen):

@@ -12,7 +12,10 @@ from config.settings import Settings
 from gateway.api import API_KEYS_KEY, OPERATIONS_KEY, api_key_index
 from gateway.durable import DurableRecorder
 from gateway.http import error_middleware, metric_labels
+from gateway.join import add_join_routes
 from gateway.keys import COMPANIES_KEY, EVENTS_KEY, METRICS_KEY, RECORDER_KEY, SETTINGS_KEY
+from gateway.links import ClickEmitter, LinkLookup, NoLinks, add_link_routes
+from gateway.messages import add_message_routes
 from gateway.metrics import GatewayMetrics
 from gateway.ops import PROBE_KEY, SPOOL_KEY, BrokerProbe, add_ops_routes
 from gateway.publisher import EventPublisher, RawPublisher
@@ -35,10 +38,13 @@ def create_app(
     probe: BrokerProbe | None = None,
     metrics: GatewayMetrics | None = None,
     events: EventPublisher | None = None,
+    links: LinkLookup | None = None,
+    clicks: ClickEmitter | None = None,
 ) -> web.Application:
     """The gateway application, with its dependencies passed in (no globals). Without a spool, a webhook
     Kafka does not acknowledge within budget is answered 503; with one (opened by the caller, drained by
-    :class:`gateway.drainer.SpoolDrainer`) it is spooled and answered 2xx."""
+    :class:`gateway.drainer.SpoolDrainer`) it is spooled and answered 2xx. ``links`` (the short-link
+    store) and ``clicks`` (where LinkClicked goes) serve ``/l/{code}``; without them no code is known."""
     metrics = metrics or GatewayMetrics()
 
     def observe(request: web.Request, status: int) -> None:
@@ -64,5 +70,8 @@ def create_app(
         app[EVENTS_KEY] = events
     add_vendor_routes(app)
     add_v1_routes(app)
+    add_message_routes(app)
+    add_link_routes(app, links or NoLinks(), clicks or NoLinks())
+    add_join_routes(app, companies)
     add_ops_routes(app)
     return app

@@ -16,9 +16,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from config.companies import Company, CompanyDirectory
+from gateway.api import Operation, add_operation
 from gateway.errors import ApiError
+from gateway.openapi import error_responses
 
-__all__ = ["JOIN_COMPANIES_KEY", "OPT_IN_KEYWORDS", "join_page", "register", "sms_link"]
+__all__ = ["JOIN_COMPANIES_KEY", "OPT_IN_KEYWORDS", "add_join_routes", "join_page", "sms_link"]
 
 # The standard opt-in keywords (DOMAIN.md section 3); company keywords that subscribe are added.
 OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
@@ -27,10 +29,17 @@ _KEYWORD = re.compile(r"[A-Za-z0-9]{1,20}")
 JOIN_COMPANIES_KEY = web.AppKey("join_companies", CompanyDirectory)
 
 
-def register(app: web.Application, companies: CompanyDirectory) -> None:
-    """Add ``GET /join/{company}/{keyword}`` to ``app``."""
+def add_join_routes(app: web.Application, companies: CompanyDirectory) -> None:
+    """Add ``GET /join/{company}/{keyword}`` to ``app`` and its OpenAPI document."""
     app[JOIN_COMPANIES_KEY] = companies
-    app.router.add_get("/join/{company}/{keyword}", join_page)
+    add_operation(app, Operation(
+        "GET", "/join/{company}/{keyword}", join_page, "joinLink", "A click-to-consent sign-up link", "links",
+        description=("An sms: link to the company's number with the opt-in keyword pre-filled (HTML by "
+                     "default, JSON for Accept: application/json, 302 with ?redirect=1)."),
+        responses={"200": {"description": "the sign-up page or JSON"},
+                   "302": {"description": "redirect to the sms: link (?redirect=1)"},
+                   **error_responses("404")},
+    ))
 
 
 def sms_link(number: str, body: str, platform: str = "any") -> str:

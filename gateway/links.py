@@ -2,7 +2,8 @@
 
 The click is recorded as ``LinkClicked`` fire-and-forget: the redirect never waits for Kafka (a lost
 click is logged, a slow redirect loses the customer). Unknown, expired or unsafe links answer 404.
-Wire it with :func:`register`; the lookup is ``projections.links.RedisLinkStore`` in production.
+``create_app`` wires it with :func:`add_link_routes`; the lookup is ``projections.links.RedisLinkStore``
+in production (without one every code is unknown).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Protocol
 
 from aiohttp import web
 
+from gateway.api import Operation, add_operation
 from gateway.clicks import classify_click
 from gateway.errors import ApiError
+from gateway.openapi import error_responses
 from streams.events import Event, LinkClicked, event_id_for
 from streams.urls import UnsafeUrlError, safe_url
 
@@ -28,8 +31,9 @@ __all__ = [
     "KafkaEventEmitter",
     "LinkLookup",
     "LinkTarget",
+    "NoLinks",
+    "add_link_routes",
     "redirect_link",
-    "register",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,11 +108,27 @@ LINK_LOOKUP_KEY = web.AppKey[LinkLookup]("link_lookup")
 CLICK_EMITTER_KEY = web.AppKey[ClickEmitter]("click_emitter")
 
 
-def register(app: web.Application, lookup: LinkLookup, emitter: ClickEmitter) -> None:
-    """Add ``GET /l/{code}`` (HEAD too, as a bot click) to ``app``."""
+class NoLinks:
+    """The lookup and emitter of a gateway built without a link store: no code is known."""
+
+    async def get(self, code: str, now_ms: int | None = None) -> LinkTarget | None:
+        return None
+
+    def emit_nowait(self, event: Event) -> None:
+        return None
+
+
+def add_link_routes(app: web.Application, lookup: LinkLookup, emitter: ClickEmitter) -> None:
+    """Add ``GET /l/{code}`` (HEAD too, recorded as a bot click) to ``app`` and its OpenAPI document."""
     app[LINK_LOOKUP_KEY] = lookup
     app[CLICK_EMITTER_KEY] = emitter
-    app.router.add_get("/l/{code}", redirect_link)
+    for method, op_id in (("GET", "followLink"), ("HEAD", "probeLink")):
+        add_operation(app, Operation(
+            method, "/l/{code}", redirect_link, op_id, "Follow a short link (302 to its stored URL)", "links",
+            description="Records a LinkClicked without waiting for Kafka; HEAD and prefetches are bot clicks",
+            responses={"302": {"description": "redirect to the link's stored http(s) URL"},
+                       **error_responses("404")},
+        ))
 
 
 def _not_found() -> ApiError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from projections.conversation import CONVERSATION_KEEP, conversation_entry, is_conversation
+from projections.links import encode_link, link_from_event
 from projections.message_status import status_of
 from projections.redis_store import timeline_entry
 from streams.statuses import status_rank
@@ -33,9 +34,10 @@ class FoldedRedis:
 
     consent: dict[str, dict[str, str]] = field(default_factory=dict)
     timeline: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-    links: dict[str, dict[str, str]] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
     vendor_messages: dict[str, dict[str, str]] = field(default_factory=dict)
     message_status: dict[str, dict[str, str]] = field(default_factory=dict)
+    message_status_by_id: dict[str, dict[str, str]] = field(default_factory=dict)
     # Conversation entries per profile, oldest first (by time, then entry), each event once.
     conversation: dict[str, list[str]] = field(default_factory=dict)
 
@@ -58,6 +60,13 @@ def fold_redis(events: Iterable[dict[str, Any]], timeline_entries: int, now_ms: 
     for e in events:
         if is_conversation(e):
             conversations[e["profile_key"]].add((e["occurred_at"], conversation_entry(e)))
+        if e["event_type"] == "DeliveryStatusChanged" and e.get("message_id"):
+            rank = status_rank(e["status"])
+            _guarded(out.message_status_by_id, e["message_id"], rank, {
+                "status": e["status"], "rank": rank, "profile_key": e["profile_key"], "vendor": e["vendor"],
+                "vendor_message_id": e["vendor_message_id"], "error_code": e["error_code"],
+                "failure_category": e["failure_category"], "occurred_at": e["occurred_at"],
+                "event_id": e["event_id"]})
         status = status_of(e)
         if status is not None:
             rank = status_rank(status)
@@ -72,17 +81,14 @@ def fold_redis(events: Iterable[dict[str, Any]], timeline_entries: int, now_ms: 
             _guarded(out.consent, e["profile_key"], e["version"], {
                 "status": e["status"], "source": e["source"], "method": e["method"],
                 "updated_at": e["occurred_at"], "event_id": e["event_id"]})
-        elif kind == "LinkCreated":
-            _guarded(out.links, e["code"], e["occurred_at"], {
-                "url": e["url"], "company_id": e["company_id"], "profile_key": e["profile_key"],
-                "message_id": e.get("message_id") or "", "expires_at": e["expires_at"],
-                "event_id": e["event_id"]})
+        elif kind == "LinkCreated" and e["expires_at"] > now_ms:
+            # Written only if absent: the first link to claim a code keeps it.
+            out.links.setdefault(e["code"], encode_link(link_from_event(e)))
         elif kind == "MessageSent":
             _guarded(out.vendor_messages, f"{e['vendor']}:{e['vendor_message_id']}", e["occurred_at"], {
                 "message_id": e.get("message_id") or "", "company_id": e["company_id"],
                 "profile_key": e["profile_key"], "flow_id": e.get("flow_id") or "",
                 "campaign_id": e.get("campaign_id") or "", "event_id": e["event_id"]})
-    out.links = {code: link for code, link in out.links.items() if int(link["expires_at"]) > now_ms}
     out.conversation = {p: [entry for _, entry in sorted(entries)[-CONVERSATION_KEEP:]]
                         for p, entries in conversations.items()}
     for profile, entries in timelines.items():

@@ -29,5 +29,8 @@ class RedisKeys:
     def message_status(self, vendor: str, vendor_message_id: str) -> str:
         return f"{self.prefix}:message-status:{vendor}:{vendor_message_id}"
 
+    def message_status_by_id(self, message_id: str) -> str:
+        return f"{self.prefix}:message-status-by-id:{message_id}"
+
     def conversation(self, profile: str) -> str:
         return f"{self.prefix}:conversation:{profile}"

@@ -1,6 +1,8 @@
 """The short-link map in Redis: code → (URL, company, profile, message), expiring with the link.
 
-``{prefix}:link:{code}`` holds the record as JSON with a Redis expiry; ``{prefix}:linkref:{message}:{n}``
+``{prefix}:link:{code}`` holds the record as JSON with a Redis expiry (the sender creates it; the Redis
+projector writes the same bytes, only if absent, when it folds ``LinkCreated``, so a rebuilt namespace
+has the map too); ``{prefix}:linkref:{message}:{n}``
 remembers which code the n-th link of a message got, so deciding the same message again (a redelivered
 send request) finds its codes instead of minting new ones. Both are written by one Lua script: a code is
 created only if absent (a collision is reported, never overwritten).
@@ -18,7 +20,7 @@ from config.settings import RedisSettings
 from streams.events import LinkCreated
 from streams.urls import UnsafeUrlError, safe_url
 
-__all__ = ["CREATED", "EXISTING", "RedisLinkStore", "StoredLink"]
+__all__ = ["CREATED", "EXISTING", "RedisLinkStore", "StoredLink", "encode_link", "link_from_event"]
 
 CREATED, EXISTING, COLLISION = 1, 2, 0
 
@@ -49,6 +51,18 @@ class StoredLink:
     expires_at: int
 
 
+def link_from_event(event: dict[str, Any]) -> StoredLink:
+    """The stored link a ``LinkCreated`` event (as a field dict) describes."""
+    return StoredLink(code=event["code"], url=event["url"], company_id=event["company_id"],
+                      profile_key=event["profile_key"], message_id=event.get("message_id") or "",
+                      created_at=event["occurred_at"], expires_at=event["expires_at"])
+
+
+def encode_link(link: StoredLink) -> str:
+    """A link as stored under its code; the sender and the Redis projector write exactly these bytes."""
+    return json.dumps(asdict(link))
+
+
 class RedisLinkStore:
     """Insert-if-absent and lookup of short links."""
 
@@ -72,7 +86,7 @@ class RedisLinkStore:
             raise ValueError(f"link {link.code} expires before it is created")
         result: list[Any] = await self._put(
             keys=[self.key(link.code), self.ref_key(link.message_id, index)],
-            args=[json.dumps(asdict(link)), ttl_ms, link.code],
+            args=[encode_link(link), ttl_ms, link.code],
         )
         status, code = int(result[0]), _text(result[1])
         return status, code
@@ -100,7 +114,7 @@ class RedisLinkStore:
                 continue
             link = StoredLink(code=e.code, url=e.url, company_id=e.company_id, profile_key=e.profile_key,
                               message_id=e.message_id, created_at=e.occurred_at, expires_at=e.expires_at)
-            ok = await self._redis.set(self.key(e.code), json.dumps(asdict(link)), nx=True,
+            ok = await self._redis.set(self.key(e.code), encode_link(link), nx=True,
                                        px=e.expires_at - now_ms)
             written += int(bool(ok))
         return written

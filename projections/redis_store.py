@@ -11,6 +11,7 @@ A batch's writes go in one pipeline.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,7 @@ import redis
 from config.settings import RedisSettings
 from projections.conversation import CONVERSATION_KEEP, conversation_entry, is_conversation
 from projections.keys import RedisKeys
+from projections.links import encode_link, link_from_event
 from projections.message_status import status_of
 from streams.statuses import status_rank
 
@@ -30,7 +32,8 @@ __all__ = ["RedisKeys", "RedisSink", "timeline_entry"]
 # string instead of a dozen arguments per event (redis-py's per-argument packing was the bottleneck).
 # {"n": N, "t": [[ids_key, entries_key, [score, id, entry, ...]], ...],
 #  "g": [[key, version, expire_at_ms, [field, value, ...]], ...],
-#  "c": [[conversation_key, score, entry, keep], ...]}; numbers travel as strings.
+#  "c": [[conversation_key, score, entry, keep], ...],
+#  "l": [[link_key, stored_link_json, expire_at_ms], ...]}; numbers travel as strings.
 # Keys are computed in the script, so this needs a single Redis (or one slot per batch in a cluster).
 APPLY_BATCH = """
 local batch = cjson.decode(ARGV[1])
@@ -59,6 +62,9 @@ for _, t in ipairs(batch.t) do
     redis.call('ZREMRANGEBYRANK', t[1], 0, excess - 1)
   end
 end
+for _, l in ipairs(batch.l) do
+  redis.call('SET', l[1], l[2], 'NX', 'PXAT', l[3])
+end
 for _, c in ipairs(batch.c) do
   redis.call('ZADD', c[1], c[2], c[3])
   redis.call('ZREMRANGEBYRANK', c[1], 0, -tonumber(c[4]) - 1)
@@ -83,11 +89,6 @@ def _guarded_args(event: dict[str, Any]) -> tuple[str, list[Any]] | None:
         return "consent", [event["version"], 0, ["status", event["status"], "source", event["source"],
                            "method", event["method"], "updated_at", event["occurred_at"],
                            "event_id", event["event_id"]]]
-    if kind == "LinkCreated":
-        return "link", [event["occurred_at"], event["expires_at"], ["url", event["url"],
-                        "company_id", event["company_id"], "profile_key", event["profile_key"],
-                        "message_id", event.get("message_id") or "", "expires_at", event["expires_at"],
-                        "event_id", event["event_id"]]]
     status = status_of(event)
     if status is not None:
         # Status folds by rank, never arrival: a late "sent" cannot overwrite "delivered", nor a part's
@@ -98,6 +99,14 @@ def _guarded_args(event: dict[str, Any]) -> tuple[str, list[Any]] | None:
                           "error_code", event.get("error_code") or "",
                           "failure_category", event.get("failure_category") or "",
                           "occurred_at", event["occurred_at"], "event_id", event["event_id"]]]
+    if kind == "DeliveryStatusChanged" and event.get("message_id"):
+        rank = status_rank(event["status"])
+        return "status_by_id", [rank, 0, ["status", event["status"], "rank", rank,
+                                "profile_key", event["profile_key"], "vendor", event["vendor"],
+                                "vendor_message_id", event["vendor_message_id"],
+                                "error_code", event["error_code"],
+                                "failure_category", event["failure_category"],
+                                "occurred_at", event["occurred_at"], "event_id", event["event_id"]]]
     if kind == "MessageSent":
         return "vendor", [event["occurred_at"], 0, ["message_id", event.get("message_id") or "",
                           "company_id", event["company_id"], "profile_key", event["profile_key"],
@@ -119,10 +128,10 @@ class RedisSink:
     def _key(self, kind: str, event: dict[str, Any]) -> str:
         if kind == "consent":
             return self.keys.consent(event["profile_key"])
-        if kind == "link":
-            return self.keys.link(event["code"])
         if kind == "status":
             return self.keys.message_status(event["vendor"], event["vendor_message_id"])
+        if kind == "status_by_id":
+            return self.keys.message_status_by_id(event["message_id"])
         return self.keys.vendor_message(event["vendor"], event["vendor_message_id"])
 
     def payload(self, events: Sequence[dict[str, Any]]) -> bytes:
@@ -130,7 +139,12 @@ class RedisSink:
         by_profile: dict[str, list[str]] = defaultdict(list)
         guarded: list[list[Any]] = []
         conversation: list[list[str]] = []
+        links: list[list[str]] = []
+        now_ms = int(time.time() * 1000)
         for e in events:
+            if e["event_type"] == "LinkCreated" and e["expires_at"] > now_ms:
+                link = encode_link(link_from_event(e))
+                links.append([self.keys.link(e["code"]), link, str(e["expires_at"])])
             if is_conversation(e):
                 conversation.append([self.keys.conversation(e["profile_key"]), str(e["occurred_at"]),
                                      conversation_entry(e), str(CONVERSATION_KEEP)])
@@ -141,7 +155,7 @@ class RedisSink:
                 guarded.append([self._key(kind, e), str(version), str(expire_at), [str(v) for v in pairs]])
         timelines = [[self.keys.timeline(p), self.keys.timeline_entries(p), items]
                      for p, items in by_profile.items()]
-        return orjson.dumps({"n": str(self._n), "t": timelines, "g": guarded, "c": conversation})
+        return orjson.dumps({"n": str(self._n), "t": timelines, "g": guarded, "c": conversation, "l": links})
 
     def write(self, events: Sequence[dict[str, Any]]) -> None:
         """Apply a batch; raises on failure so the runner retries the same batch."""

@@ -1,8 +1,9 @@
 """``smsfold demo``: the walking skeleton end to end on the embedded stack.
 
 Brings the stack up, starts a gateway and a worker, posts signed Twilio inbound messages over HTTP,
-waits until Redis and ClickHouse show what the in-process fold of the same messages predicts, prints
-both, and shuts everything down. Exits 0 only if the projections match.
+waits until Redis and ClickHouse show what the in-process fold of the same messages predicts, and until
+every auto reply went out through the simulated vendor and its delivery came back (by our message id);
+prints it all and shuts everything down. Exits 0 only if the projections match and every reply ended.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from rich.table import Table
 
 from agents.classify import classify
 from agents.profile import ProfileState, decide
+from agents.send.fold import message_id_of
 from config import Company, Settings, load_companies
 from gateway.masking import mask_phone
 from projections.clickhouse import clickhouse_client
 from smsfold.processes import ManagedProcess
 from smsfold.stack import EmbeddedStack
 from smsfold.webhooks import new_twilio_sid, twilio_inbound
-from streams.events import InboundReceived, event_id_for, profile_key
+from streams.events import InboundReceived, SendRequested, event_id_for, profile_key
 
 __all__ = ["DemoMessage", "expected_fold", "run_demo"]
 
@@ -54,10 +56,16 @@ def _script(companies: list[Company], rng: random.Random) -> list[DemoMessage]:
     return [DemoMessage(co, sender, body, new_twilio_sid()) for co, sender, body in plan]
 
 
-def expected_fold(messages: list[DemoMessage]) -> tuple[dict[str, str], int]:
-    """What the projections must show: consent per profile and the number of events."""
+# The inbound side's events; the send side's (approvals, sends, statuses) are checked per reply.
+INBOUND_SIDE = ("InboundReceived", "ConsentChanged", "SendRequested")
+
+
+def expected_fold(messages: list[DemoMessage]) -> tuple[dict[str, str], int, list[str]]:
+    """What the projections must show: consent per profile, the number of inbound-side events, and the
+    message ids of the auto replies."""
     states: dict[str, ProfileState] = {}
     events = 0
+    replies: list[str] = []
     for i, m in enumerate(messages):
         key = profile_key(m.company.id, m.sender)
         c = classify(m.body, custom_keywords=m.company.keywords.custom)
@@ -69,7 +77,8 @@ def expected_fold(messages: list[DemoMessage]) -> tuple[dict[str, str], int]:
         states[key], outputs = decide(states.get(key), inbound, m.company)
         # The inbound message, its consent change and its auto reply, if any.
         events += 1 + len(outputs)
-    return {k: s.consent.status for k, s in states.items()}, events
+        replies += [message_id_of(o) for o in outputs if isinstance(o, SendRequested)]
+    return {k: s.consent.status for k, s in states.items()}, events, replies
 
 
 def _post(base_url: str, path: str, headers: dict[str, str], body: bytes) -> int:
@@ -120,7 +129,8 @@ def run_demo(settings: Settings, console: Console | None = None, timeout_s: floa
             if status != 200:
                 console.print(f"[red]gateway refused a valid webhook:[/]\n{gateway.log_tail()}")
                 return 1
-        expected_consent, expected_events = expected_fold(messages)
+        expected_consent, expected_events, replies = expected_fold(messages)
+        delivery: dict[str, str] = {}
         console.print("[bold]3. waiting for the worker to fold them[/] into Redis and ClickHouse")
         deadline = time.monotonic() + timeout_s
         consent: dict[str, str] = {}
@@ -137,20 +147,28 @@ def run_demo(settings: Settings, console: Console | None = None, timeout_s: floa
             }
             rows = ch.execute(
                 "SELECT event_type, profile_key, payload, received_at, projected_at FROM events FINAL "
-                "WHERE profile_key IN %(keys)s ORDER BY received_at, event_type DESC",
-                {"keys": tuple(expected_consent)},
+                "WHERE profile_key IN %(keys)s AND event_type IN %(types)s "
+                "ORDER BY received_at, event_type DESC",
+                {"keys": tuple(expected_consent), "types": INBOUND_SIDE},
             )
-            if consent == expected_consent and len(rows) == expected_events:
+            status_key = f"{settings.redis.key_prefix}:message-status-by-id:"
+            delivery = {m: str(r.hget(status_key + m, "status") or "") for m in replies}
+            if consent == expected_consent and len(rows) == expected_events and _all_final(delivery):
                 break
             time.sleep(0.5)
         r.close()
         ch.disconnect()
         _print_results(console, expected_consent, consent, rows)
-        ok = consent == expected_consent and len(rows) == expected_events
+        finals = sum(s in ("delivered", "failed") for s in delivery.values())
+        console.print(f"auto replies through the simulated vendor: {finals}/{len(replies)} ended "
+                      f"({', '.join(sorted(set(delivery.values()))) or 'none'})")
+        ok = consent == expected_consent and len(rows) == expected_events and _all_final(delivery)
         if ok:
-            console.print(f"[green bold]OK[/]: {len(rows)} events, {len(consent)} consent states, as folded")
+            console.print(f"[green bold]OK[/]: {len(rows)} events, {len(consent)} consent states, as folded; "
+                          f"{finals} replies sent and their delivery folded")
             return 0
-        console.print(f"[red bold]MISMATCH[/]: expected {expected_events} events, got {len(rows)}")
+        console.print(f"[red bold]MISMATCH[/]: expected {expected_events} events, got {len(rows)}; "
+                      f"{finals}/{len(replies)} replies ended")
         console.print(f"worker log tail:\n{worker.log_tail()}")
         return 1
     finally:
@@ -158,6 +176,10 @@ def run_demo(settings: Settings, console: Console | None = None, timeout_s: floa
         gateway.stop()
         worker.stop()
         stack.down()
+
+
+def _all_final(delivery: dict[str, str]) -> bool:
+    return all(s in ("delivered", "failed") for s in delivery.values())
 
 
 def _print_results(

@@ -10,15 +10,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import faust
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from agents.app import create_worker_app
 from config import Settings, load_companies
 from gateway import KafkaEventPublisher, KafkaRawPublisher, create_app
 from gateway.drainer import SpoolDrainer
+from gateway.links import KafkaEventEmitter
 from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
+from projections.links import RedisLinkStore
 from streams.codec import AvroCodec
 from streams.producer import EventLogProducer
 
@@ -61,6 +64,8 @@ def build_gateway(settings: Settings) -> web.Application:
         gateway_spool_dir(settings), settings.gateway.spool_max_bytes, settings.gateway.spool_segment_bytes
     )
     metrics = GatewayMetrics()
+    # The client connects lazily, in the server's loop; closed with the app.
+    redis_client: aioredis.Redis = aioredis.Redis.from_url(settings.redis.url)
     app = create_app(
         settings,
         load_companies(settings.companies_file),
@@ -69,6 +74,9 @@ def build_gateway(settings: Settings) -> web.Application:
         probe=KafkaBrokerProbe(producer),
         metrics=metrics,
         events=events,
+        links=RedisLinkStore(redis_client, settings.redis),
+        # Clicks never wait for Kafka: the redirect is answered at once, a lost click is logged.
+        clicks=KafkaEventEmitter(producer, codec, settings.topics.events),
     )
     drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
 
@@ -84,6 +92,7 @@ def build_gateway(settings: Settings) -> web.Application:
             await task
         await producer.stop()
         spool.close()
+        await redis_client.aclose()
 
     app.cleanup_ctx.append(producer_ctx)
     return app

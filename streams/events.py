@@ -21,6 +21,7 @@ __all__ = [
     "ConsentStatus",
     "ConversionAttributed",
     "ConversionRecorded",
+    "DeliveryStatusChanged",
     "Event",
     "InboundReceived",
     "LinkClicked",
@@ -31,8 +32,10 @@ __all__ = [
     "MessageStatusUpdated",
     "MessageType",
     "RawWebhook",
+    "SendApproved",
     "SendRequested",
     "SendHeld",
+    "SendReleased",
     "SendSkipped",
     "event_id_for",
     "profile_key",
@@ -195,6 +198,43 @@ class SendHeld(Event):
     held_until: int
 
 
+class SendApproved(Event):
+    """The profile decider's decision to send: every check passed at the request's place in the log.
+
+    ``body`` is the text as composed (prefix, opt-out language), before links are shortened; the sender
+    agent shortens, counts segments and calls the vendor under ``message_id`` as idempotency key.
+    """
+
+    avro_doc: ClassVar[str] = "A send request that passed every check; the sender hands it to a vendor."
+    event_type: Literal["SendApproved"] = "SendApproved"
+    kind: str
+    body: str
+    from_number: str
+    stage_times: dict[str, int] = Field(default_factory=dict)
+
+
+class SendReleased(Event):
+    """A held send's window opened: the profile decider decides the held request again, in full."""
+
+    avro_doc: ClassVar[str] = "A held send request is due to be decided again."
+    event_type: Literal["SendReleased"] = "SendReleased"
+    held_until: int
+
+
+class DeliveryStatusChanged(Event):
+    """An outbound message's delivery status moved forward by rank, with our ``message_id`` (the profile
+    decider joins vendor callbacks to the message they report on). Never emitted for a move backwards."""
+
+    avro_doc: ClassVar[str] = "An outbound message's delivery status moved forward, by our message id."
+    event_type: Literal["DeliveryStatusChanged"] = "DeliveryStatusChanged"
+    vendor: str
+    vendor_message_id: str
+    status: str
+    previous_status: str = ""
+    error_code: str = ""
+    failure_category: str = ""
+
+
 class MessageSent(Event):
     """A vendor accepted a message for delivery."""
 
@@ -292,6 +332,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SendRequested,
         SendSkipped,
         SendHeld,
+        SendApproved,
+        SendReleased,
+        DeliveryStatusChanged,
         MessageSent,
         MessageDelivered,
         MessageFailed,

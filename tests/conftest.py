@@ -57,6 +57,9 @@ def wait_until(probe: Callable[[], T | None], timeout_s: float, what: str, inter
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for the session stack; the stack is up for as long as the session runs."""
     env = private_stack_env(PORT_BASE, tmp_path_factory.mktemp("stack"), database="smsfold_test")
+    # The suites send hundreds of auto replies from one long code through the simulated vendor; at the
+    # carrier rate (1 msg/s) they would queue for minutes. Rate limiting has its own unit tests.
+    env["SMSFOLD_VENDOR__LONG_CODE_MPS"] = "1000"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = load_settings()

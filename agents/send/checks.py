@@ -49,6 +49,8 @@ class SkipReason(StrEnum):
     INVALID_NUMBER = "invalid_number"
     NOT_MOBILE = "not_mobile"
     SUPPRESSED = "suppressed"
+    NO_SENDING_NUMBER = "no_sending_number"
+    INVALID_KIND = "invalid_kind"
 
     @property
     def text(self) -> str:
@@ -74,6 +76,10 @@ _REASON_TEXTS: dict[SkipReason, str] = {
         "Not sent: the phone number cannot receive texts (landline, toll-free or similar)."
     ),
     SkipReason.SUPPRESSED: "Not sent: this is a load-test company; its messages never reach a carrier.",
+    SkipReason.NO_SENDING_NUMBER: "Not sent: the company has no sending number configured.",
+    SkipReason.INVALID_KIND: (
+        "Not sent: the request's kind is not one of flow, campaign, transactional or auto_reply."
+    ),
 }
 
 

@@ -12,7 +12,15 @@ from agents.send.quiet_hours import SendKind
 from agents.send.segments import SegmentCount, price_micros
 from agents.send.vendors.base import VendorError, VendorReceipt
 from config.companies import SendingSettings
-from streams.events import MessageFailed, MessageSent, SendHeld, SendRequested, SendSkipped, event_id_for
+from streams.events import (
+    Event,
+    MessageFailed,
+    MessageSent,
+    SendHeld,
+    SendRequested,
+    SendSkipped,
+    event_id_for,
+)
 
 __all__ = ["compose_body", "message_failed", "message_sent", "send_held", "send_skipped"]
 
@@ -31,7 +39,7 @@ def compose_body(body: str, kind: SendKind, sending: SendingSettings) -> str:
     return text
 
 
-def _envelope(request: SendRequested, event_type: str, now_ms: int) -> dict[str, object]:
+def _envelope(request: Event, event_type: str, now_ms: int) -> dict[str, object]:
     return {
         "event_id": event_id_for(event_type, request.event_id),
         "company_id": request.company_id,
@@ -58,9 +66,10 @@ def send_held(request: SendRequested, decision: Hold, now_ms: int) -> SendHeld:
 
 
 def message_sent(
-    request: SendRequested, receipt: VendorReceipt, count: SegmentCount, sending: SendingSettings, now_ms: int
+    request: Event, receipt: VendorReceipt, count: SegmentCount, sending: SendingSettings, now_ms: int
 ) -> MessageSent:
-    """The vendor accepted it: segments and price as billed now (the company's price may change later)."""
+    """The vendor accepted it: segments and price as billed now (the company's price may change later).
+    ``request`` is the send's cause (the SendApproved the sender acted on); ids derive from it."""
     segments = receipt.segments or count.segments
     return MessageSent.model_validate({
         **_envelope(request, "MessageSent", now_ms), "vendor": receipt.vendor,
@@ -70,7 +79,7 @@ def message_sent(
     })
 
 
-def message_failed(request: SendRequested, error: VendorError, now_ms: int) -> MessageFailed:
+def message_failed(request: Event, error: VendorError, now_ms: int) -> MessageFailed:
     """A permanent vendor refusal (or retries given up): no vendor message id exists."""
     return MessageFailed.model_validate({
         **_envelope(request, "MessageFailed", now_ms), "vendor": error.vendor, "vendor_message_id": "",

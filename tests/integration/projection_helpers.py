@@ -102,18 +102,21 @@ def read_redis(settings: Settings, folded: FoldedRedis) -> FoldedRedis:
         out.timeline[profile] = list(zip(ids, entries, strict=True))
         assert r.hlen(keys.timeline_entries(profile)) == len(ids), "timeline entries not trimmed with ids"
     for code in folded.links:
-        out.links[code] = r.hgetall(keys.link(code))
+        if (stored := r.get(keys.link(code))) is not None:
+            out.links[code] = stored
     for vendor_key in folded.vendor_messages:
         vendor, vid = vendor_key.split(":", 1)
         out.vendor_messages[vendor_key] = r.hgetall(keys.vendor_message(vendor, vid))
     for status_key in folded.message_status:
         vendor, vid = status_key.split(":", 1)
         out.message_status[status_key] = r.hgetall(keys.message_status(vendor, vid))
+    for message_id in folded.message_status_by_id:
+        out.message_status_by_id[message_id] = r.hgetall(keys.message_status_by_id(message_id))
     for profile in folded.conversation:
         out.conversation[profile] = r.zrange(keys.conversation(profile), 0, -1)
     # Nothing else under the prefix: no key the fold does not know about.
     expected = (len(out.consent) + 2 * len(out.timeline) + len(out.links) + len(out.vendor_messages)
-                + len(out.message_status) + len(out.conversation))
+                + len(out.message_status) + len(out.message_status_by_id) + len(out.conversation))
     found = sum(1 for _ in r.scan_iter(f"{settings.redis.key_prefix}:*", count=1000))
     assert found == expected, f"{found} keys under the prefix, the fold explains {expected}"
     return out

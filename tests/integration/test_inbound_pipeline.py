@@ -224,7 +224,9 @@ def test_one_number_racing_a_thousand_alternating_stop_start_ends_as_the_in_orde
     assert state[b"status"] == expected.consent.status.encode() == b"subscribed"
     counts = wait_until(lambda: (got := _counts(ch, profile)).get("SendRequested") == 1000 and got, 60,
                         "1000 replies in ClickHouse")
-    assert counts == {"InboundReceived": 1000, "ConsentChanged": 1000, "SendRequested": 1000}
+    inbound_side = {t: n for t, n in counts.items()
+                    if t in ("InboundReceived", "ConsentChanged", "SendRequested")}
+    assert inbound_side == {"InboundReceived": 1000, "ConsentChanged": 1000, "SendRequested": 1000}
     versions = [v for (v,) in ch.execute(
         "SELECT visitParamExtractUInt(payload, 'version') FROM events FINAL WHERE profile_key = %(p)s "
         "AND event_type = 'ConsentChanged' ORDER BY occurred_at", {"p": profile})]

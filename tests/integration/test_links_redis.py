@@ -134,8 +134,7 @@ class _NoPublisher:
 
 async def _client(make: Callable[..., Awaitable[Client]], store: RedisLinkStore,
                   emitter: link_routes.ClickEmitter) -> Client:
-    app = create_app(Settings(), CompanyDirectory([ACME]), _NoPublisher())
-    link_routes.register(app, store, emitter)
+    app = create_app(Settings(), CompanyDirectory([ACME]), _NoPublisher(), links=store, clicks=emitter)
     return await make(app)
 
 

@@ -10,7 +10,6 @@ from aiohttp.test_utils import TestClient
 
 from config.companies import Company, CompanyDirectory, CustomKeyword, KeywordSettings
 from config.settings import Settings
-from gateway import join
 from gateway.app import create_app
 from streams.events import RawWebhook
 
@@ -35,7 +34,6 @@ async def client(aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
         Company(id="nonumber", name="N", program_name="N", numbers=()),
     ])
     app = create_app(Settings(), companies, _NoPublisher())
-    join.register(app, companies)
     return await aiohttp_client(app)
 
 

@@ -165,11 +165,15 @@ def test_unknown_requested_status_changes_nothing() -> None:
 
 # -- re-processing ------------------------------------------------------------------------------------
 
-def test_own_outputs_coming_back_change_nothing() -> None:
+def test_own_consent_changes_coming_back_change_nothing_and_replies_are_decided() -> None:
     state, out = fold([inbound(1, "STOP")])
-    for i, own in enumerate(out, start=10):
-        again, emitted = decide(state, own, ACME, position=i)
-        assert again is state and emitted == []
+    changed, reply = changes(out), replies(out)
+    assert len(changed) == 1 and len(reply) == 1
+    again, emitted = decide(state, changed[0], ACME, position=10)
+    assert again is state and emitted == []
+    # The STOP confirmation is an auto reply: it goes to the now unsubscribed profile.
+    _, emitted = decide(state, reply[0], ACME, position=11, now_ms=1_000_000)
+    assert [e.event_type for e in emitted] == ["SendApproved"]
 
 
 def test_redelivered_last_position_re_emits_its_outputs_and_older_ones_nothing() -> None:
