@@ -1,6 +1,6 @@
 """Fold benchmark: events/s folded by the projectors into ClickHouse and Redis, against a bare loop.
 
-Starts a private embedded stack (port base 47600, temp state dir), fills ``sms.events`` with
+Starts a private embedded stack (port base 26000, temp state dir), fills ``sms.events`` with
 realistic events (mixed types, many profiles, ~5% duplicates), then measures on the same data:
 - bare: one confluent-kafka consumer → fastavro decode → row tuples → ClickHouse INSERT of 10,000 rows,
   commit; the simplest loop that does the ClickHouse part of the job;
@@ -8,7 +8,7 @@ realistic events (mixed types, many profiles, ~5% duplicates), then measures on 
   each in its own process as `smsfold projector --name ...` runs them.
 Events/s count from each consumer's first record to its last commit (group joins excluded).
 
-    python bench/fold.py [--events 200000] [--port-base 47600]
+    python bench/fold.py [--events 200000] [--port-base 26000]
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ def projectors_in_processes(settings: Settings, total: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--port-base", type=int, default=47600,
-                        help="ports base+1, +9, +23, +79, +92 (default 47600)")
+    parser.add_argument("--port-base", type=int, default=26000,
+                        help="ports base+1, +9, +23, +79, +92 (default 26000)")
     args = parser.parse_args()
     # A SIGTERM (e.g. from `timeout`) unwinds through the finally below, so the stack goes down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
