@@ -21,7 +21,15 @@ from smsfold.loadtest.measure import fetch_projected, verify, wait_for_projectio
 from smsfold.loadtest.options import LoadTestOptions, OptionError
 from smsfold.loadtest.report import build_summary, print_summary, write_html, write_json
 from smsfold.loadtest.runner import SendResult, SendStats, send_all
-from smsfold.webhooks import SignedRequest, twilio_inbound
+from smsfold.webhooks import (
+    SignedRequest,
+    bandwidth_event,
+    bandwidth_request,
+    dev_telnyx_seed,
+    telnyx_event,
+    telnyx_request,
+    twilio_inbound,
+)
 
 __all__ = ["run_loadtest", "signer"]
 
@@ -43,25 +51,49 @@ def _companies(settings: Settings, options: LoadTestOptions) -> list[Company]:
 
 
 def signer(settings: Settings, vendor: str) -> Callable[[PlannedMessage], SignedRequest]:
+    """Signs a planned message exactly as the vendor would sign its inbound webhook."""
     base = settings.gateway.public_base_url
     if vendor == "twilio":
 
-        def sign(m: PlannedMessage) -> SignedRequest:
+        def sign_twilio(m: PlannedMessage) -> SignedRequest:
             account = m.company.twilio
             if account is None:
                 raise OptionError(f"company {m.company.id!r} has no Twilio account configured")
-            return twilio_inbound(
-                base,
-                account.auth_tokens[0].get_secret_value(),
-                sender=m.sender,
-                to=m.company.numbers[0],
-                body=m.body,
-                account_sid=account.account_sid,
-                message_sid=m.message_id,
-            )
+            return twilio_inbound(base, account.auth_tokens[0].get_secret_value(), sender=m.sender,
+                                  to=m.company.numbers[0], body=m.body, account_sid=account.account_sid,
+                                  message_sid=m.message_id)
 
-        return sign
-    raise OptionError(f"--vendor {vendor}: not supported by this build")
+        return sign_twilio
+    if vendor == "telnyx":
+        seeds: dict[str, str] = {}
+
+        def sign_telnyx(m: PlannedMessage) -> SignedRequest:
+            if m.company.id not in seeds:
+                try:
+                    seeds[m.company.id] = dev_telnyx_seed(m.company.id)
+                except KeyError:
+                    raise OptionError(
+                        f"no Telnyx signing key for company {m.company.id!r} in the dev vendor keys file"
+                    ) from None
+            event = telnyx_event("message.received", sender=m.sender, to=m.company.numbers[0], text=m.body,
+                                 message_id=m.message_id)
+            return telnyx_request(seeds[m.company.id], event)
+
+        return sign_telnyx
+    if vendor == "bandwidth":
+
+        def sign_bandwidth(m: PlannedMessage) -> SignedRequest:
+            account = m.company.bandwidth
+            if account is None:
+                raise OptionError(f"company {m.company.id!r} has no Bandwidth application configured")
+            event = bandwidth_event("message-received", sender=m.sender, to=m.company.numbers[0],
+                                    application_id=account.application_id, text=m.body,
+                                    message_id=m.message_id)
+            credential = account.credentials[0]
+            return bandwidth_request(credential.username, credential.password.get_secret_value(), [event])
+
+        return sign_bandwidth
+    raise OptionError(f"--vendor {vendor}: not supported")
 
 
 def _options_dict(options: LoadTestOptions) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _report(out_dir: Path) -> dict[str, object]:
     return data
 
 
-@pytest.mark.parametrize("vendor", ["twilio"])
+@pytest.mark.parametrize("vendor", ["twilio", "telnyx", "bandwidth"])
 def test_small_run_is_acknowledged_verified_and_reported(
     stack_settings: Settings, pipeline: str, tmp_path: Path, vendor: str
 ) -> None:
