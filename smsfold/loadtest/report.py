@@ -124,6 +124,12 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         f"{ack['p99']:.1f}",
     )
     console.print(head)
+    if gw := summary.get("gateway"):
+        console.print(
+            f"gateway's own view: {gw['kafka_acks']} Kafka acks, mean {gw['kafka_ack_mean_ms']:.1f} ms, "
+            f"p50 ≤ {gw['kafka_ack_p50_ms_at_most']:g} ms, p99 ≤ {gw['kafka_ack_p99_ms_at_most']:g} ms; "
+            f"durable by {gw['durable_by']}"
+        )
     table = Table(title="End-to-end latency by message type (gateway receipt → projected), ms")
     for col in ("type", "count", "p50", "p95", "p99", "max", "verified"):
         table.add_column(col, justify="right" if col != "type" else "left")
@@ -159,6 +165,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                     console.print(f"  {label}: {v[label][:10]}")
     if summary["interrupted"]:
         console.print("[yellow]interrupted: this is a partial report[/]")
+
+
+def _gateway_line(gw: dict[str, Any] | None) -> str:
+    if not gw:
+        return "gateway metrics: not available"
+    return (f"gateway's own view: {gw['kafka_acks']} Kafka acks, "
+            f"p99 ≤ {gw['kafka_ack_p99_ms_at_most']:g} ms; durable by {gw['durable_by']}")
 
 
 def _failure(v: dict[str, Any]) -> str:
@@ -251,6 +264,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{t
 <p id="totals">sent {summary["sent"]}, acknowledged {summary["acknowledged"]},
 throughput {summary["throughput_per_s"]:.1f} msg/s, gateway ack p99 {summary["ack_latency_ms"]["p99"]:.1f} ms,
 responses {html.escape(json.dumps(summary["responses"]))}{partial}</p>
+<p id="gateway">{html.escape(_gateway_line(summary.get("gateway")))}</p>
 <p id="verdict">verifier: {html.escape(verdict)}</p>
 <h2>End-to-end latency by message type (ms)</h2>
 <table><tr><th>type</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th></tr>{rows}</table>

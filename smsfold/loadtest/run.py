@@ -16,6 +16,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from config import Company, Settings, load_companies
 from projections.clickhouse import clickhouse_client
+from smsfold.loadtest.gateway_metrics import gateway_delta, scrape_gateway
 from smsfold.loadtest.generate import PlannedMessage, plan_messages
 from smsfold.loadtest.measure import fetch_projected, verify, wait_for_projection
 from smsfold.loadtest.options import LoadTestOptions, OptionError
@@ -115,11 +116,13 @@ def run_loadtest(
     sign = signer(settings, options.vendor)
     url = gateway_url or f"http://{settings.gateway.host}:{settings.gateway.port}"
     stats = SendStats()
+    gateway_before = scrape_gateway(url)
     started = time.time()
     results, interrupted = asyncio.run(_send(options, url, companies, sign, stats, console))
     if not results:
         console.print("[red]nothing was sent[/]")
         return 1
+    gateway = gateway_delta(gateway_before, scrape_gateway(url))
     acked = {r.message.message_id for r in results if r.acknowledged}
     client = clickhouse_client(settings.clickhouse)
     since_ms = int(started * 1000) - 60_000
@@ -148,6 +151,7 @@ def run_loadtest(
         ended_at=time.time(),
         interrupted=interrupted,
     )
+    summary["gateway"] = gateway
     print_summary(summary, console)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
     out: Path = options.out_dir

@@ -68,6 +68,9 @@ def test_small_run_is_acknowledged_verified_and_reported(
     assert report["sent"] == 70 and report["acknowledged"] == 70
     verifier = report["verifier"]
     assert isinstance(verifier, dict) and verifier["passed"] is True
+    # The gateway's own metrics saw the run: every acknowledged webhook became durable in Kafka or the spool.
+    gateway = report["gateway"]
+    assert isinstance(gateway, dict) and sum(gateway["durable_by"].values()) >= 70
     per_type = verifier["per_type"]
     assert set(per_type) == {
         "subscribe",
