@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,8 @@ from rich.console import Console
 
 from config import Settings
 from smsfold.loadtest import LoadTestOptions, run_loadtest
+from smsfold.loadtest.gateway_metrics import scrape_gateway
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -40,6 +41,12 @@ def render_in_chromium(page: Path, tmp_path: Path) -> tuple[str, bytes]:
         ["chromium", *flags, f"--screenshot={shot}", url], capture_output=True, timeout=60, check=True
     )
     return dom.stdout.decode(), shot.read_bytes()
+
+
+def _durable_at_gateway(base_url: str) -> int:
+    snapshot = scrape_gateway(base_url)
+    assert snapshot is not None, "the gateway's /metrics did not answer"
+    return int(sum(snapshot.durability.values()))
 
 
 def _report(out_dir: Path) -> dict[str, object]:
@@ -112,7 +119,8 @@ def test_skip_types_and_mix_are_honoured(stack_settings: Settings, pipeline: str
 def test_ctrl_c_stops_cleanly_with_a_partial_report(
     stack_settings: Settings, pipeline: str, tmp_path: Path
 ) -> None:
-    # A long run at a modest rate, interrupted after a few seconds like an operator's Ctrl-C.
+    # A long run at a modest rate, interrupted once it is sending, like an operator's Ctrl-C.
+    durable_before = _durable_at_gateway(pipeline)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -138,7 +146,9 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(
         stderr=subprocess.STDOUT,
         env=os.environ.copy(),
     )
-    time.sleep(6)
+    # Wait until the gateway has made at least 20 of its webhooks durable (a loaded machine may take
+    # seconds just to import the CLI; a SIGINT then would only test the interpreter's import).
+    wait_until(lambda: _durable_at_gateway(pipeline) >= durable_before + 20, 60, "the load test sending")
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output.decode(errors="replace")
