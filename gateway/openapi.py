@@ -75,10 +75,12 @@ def build_openapi(operations: Iterable[Operation], title: str, version: str) -> 
         }
         if op.description:
             entry["description"] = op.description
+        given = {param["name"] for param in op.parameters}
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(op.path)
-        ]
+            if name not in given
+        ] + [dict(param) for param in op.parameters]
         if params:
             entry["parameters"] = params
         if op.request_body is not None:

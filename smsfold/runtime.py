@@ -22,6 +22,7 @@ from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
 from projections.links import RedisLinkStore
+from smsfold.profile_reads import StoreProfileReads
 from streams.codec import AvroCodec
 from streams.producer import EventLogProducer
 
@@ -66,6 +67,7 @@ def build_gateway(settings: Settings) -> web.Application:
     metrics = GatewayMetrics()
     # The client connects lazily, in the server's loop; closed with the app.
     redis_client: aioredis.Redis = aioredis.Redis.from_url(settings.redis.url)
+    profiles = StoreProfileReads(settings, redis_client)
     app = create_app(
         settings,
         load_companies(settings.companies_file),
@@ -77,6 +79,7 @@ def build_gateway(settings: Settings) -> web.Application:
         links=RedisLinkStore(redis_client, settings.redis),
         # Clicks never wait for Kafka: the redirect is answered at once, a lost click is logged.
         clicks=KafkaEventEmitter(producer, codec, settings.topics.events),
+        profiles=profiles,
     )
     drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
 
@@ -93,6 +96,7 @@ def build_gateway(settings: Settings) -> web.Application:
         await producer.stop()
         spool.close()
         await redis_client.aclose()
+        profiles.close()
 
     app.cleanup_ctx.append(producer_ctx)
     return app
