@@ -37,6 +37,7 @@ _ERROR_TEXT = {
     "405": "method not allowed",
     "413": "body over the size limit",
     "415": "unsupported content type",
+    "429": "too many requests from this client; retry after Retry-After seconds",
     "503": "not stored durably; retry after Retry-After seconds",
 }
 _SECURITY: dict[str, Any] = {
