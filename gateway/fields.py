@@ -54,7 +54,8 @@ def path_phone(request: web.Request) -> str:
     phone = request.match_info["phone"]
     if not E164.fullmatch(phone):
         shown = mask_phone(phone[:32]) if phone else "nothing"
-        raise ApiError(400, "invalid_field", f"phone: {shown} is not an E.164 number like +14155550100",
+        raise ApiError(400, "invalid_field",
+                       f"phone: {shown} is not an E.164 number (+, country code, up to 15 digits)",
                        field="phone")
     return phone
 
