@@ -114,6 +114,9 @@ class GatewaySettings(_Frozen):
     telnyx_tolerance_s: int = 300
     # Several gateway processes may share the port (SO_REUSEPORT), each with its own spool directory.
     reuse_port: bool = False
+    # /l/{code} per client address: a token bucket of link_burst requests refilled at link_rate_per_s.
+    link_rate_per_s: float = Field(default=10.0, gt=0)
+    link_burst: float = Field(default=30.0, ge=1)
 
 
 class WorkerSettings(_Frozen):
@@ -219,6 +222,9 @@ class Settings(BaseSettings):
     # Companies, their numbers, keywords and vendor secrets. The default file holds dev-only secrets.
     companies_file: Path = PROJECT_ROOT / "config" / "companies.toml"
     log_level: str = "INFO"
+    # SMSFOLD_ENV=production: the gateway and worker refuse to start with empty store passwords or the
+    # repository's development secrets (config.production).
+    env: Literal["development", "production"] = "development"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -50,6 +50,8 @@ class Operation:
     # An OpenAPI requestBody object, and response objects by status code.
     request_body: Mapping[str, Any] | None = None
     responses: Mapping[str, Any] = field(default_factory=dict)
+    # OpenAPI parameter objects; a path parameter not listed here is documented as a plain string.
+    parameters: tuple[Mapping[str, Any], ...] = ()
 
 
 OPERATIONS_KEY = web.AppKey("operations", list[Operation])

@@ -10,6 +10,7 @@ from aiohttp import web
 from config.companies import CompanyDirectory
 from config.settings import Settings
 from gateway.api import API_KEYS_KEY, OPERATIONS_KEY, api_key_index
+from gateway.conversions import add_conversion_routes
 from gateway.durable import DurableRecorder
 from gateway.http import error_middleware, metric_labels
 from gateway.join import add_join_routes
@@ -18,6 +19,7 @@ from gateway.links import ClickEmitter, LinkLookup, NoLinks, add_link_routes
 from gateway.messages import add_message_routes
 from gateway.metrics import GatewayMetrics
 from gateway.ops import PROBE_KEY, SPOOL_KEY, BrokerProbe, add_ops_routes
+from gateway.profiles import NoProfileReads, ProfileReads, add_profile_routes
 from gateway.publisher import EventPublisher, RawPublisher
 from gateway.spool import Spool
 from gateway.v1 import add_v1_routes
@@ -40,11 +42,13 @@ def create_app(
     events: EventPublisher | None = None,
     links: LinkLookup | None = None,
     clicks: ClickEmitter | None = None,
+    profiles: ProfileReads | None = None,
 ) -> web.Application:
     """The gateway application, with its dependencies passed in (no globals). Without a spool, a webhook
     Kafka does not acknowledge within budget is answered 503; with one (opened by the caller, drained by
     :class:`gateway.drainer.SpoolDrainer`) it is spooled and answered 2xx. ``links`` (the short-link
-    store) and ``clicks`` (where LinkClicked goes) serve ``/l/{code}``; without them no code is known."""
+    store) and ``clicks`` (where LinkClicked goes) serve ``/l/{code}``; without them no code is known.
+    ``profiles`` (the read models) serves the profile API's reads; without it they answer 503."""
     metrics = metrics or GatewayMetrics()
 
     def observe(request: web.Request, status: int) -> None:
@@ -71,6 +75,8 @@ def create_app(
     add_vendor_routes(app)
     add_v1_routes(app)
     add_message_routes(app)
+    add_profile_routes(app, profiles or NoProfileReads())
+    add_conversion_routes(app)
     add_link_routes(app, links or NoLinks(), clicks or NoLinks())
     add_join_routes(app, companies)
     add_ops_routes(app)

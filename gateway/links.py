@@ -20,12 +20,15 @@ from aiohttp import web
 from gateway.api import Operation, add_operation
 from gateway.clicks import classify_click
 from gateway.errors import ApiError
+from gateway.keys import SETTINGS_KEY
 from gateway.openapi import error_responses
+from gateway.ratelimit import ClientRateLimiter
 from streams.events import Event, LinkClicked, event_id_for
 from streams.urls import UnsafeUrlError, safe_url
 
 __all__ = [
     "CLICK_EMITTER_KEY",
+    "LINK_LIMITER_KEY",
     "LINK_LOOKUP_KEY",
     "ClickEmitter",
     "KafkaEventEmitter",
@@ -106,6 +109,7 @@ class KafkaEventEmitter:
 
 LINK_LOOKUP_KEY = web.AppKey[LinkLookup]("link_lookup")
 CLICK_EMITTER_KEY = web.AppKey[ClickEmitter]("click_emitter")
+LINK_LIMITER_KEY = web.AppKey[ClientRateLimiter]("link_limiter")
 
 
 class NoLinks:
@@ -122,12 +126,15 @@ def add_link_routes(app: web.Application, lookup: LinkLookup, emitter: ClickEmit
     """Add ``GET /l/{code}`` (HEAD too, recorded as a bot click) to ``app`` and its OpenAPI document."""
     app[LINK_LOOKUP_KEY] = lookup
     app[CLICK_EMITTER_KEY] = emitter
+    gateway = app[SETTINGS_KEY].gateway
+    # Codes are guessable only by brute force: a per-client limit makes enumeration slow.
+    app[LINK_LIMITER_KEY] = ClientRateLimiter(gateway.link_rate_per_s, gateway.link_burst)
     for method, op_id in (("GET", "followLink"), ("HEAD", "probeLink")):
         add_operation(app, Operation(
             method, "/l/{code}", redirect_link, op_id, "Follow a short link (302 to its stored URL)", "links",
             description="Records a LinkClicked without waiting for Kafka; HEAD and prefetches are bot clicks",
             responses={"302": {"description": "redirect to the link's stored http(s) URL"},
-                       **error_responses("404")},
+                       **error_responses("404", "429")},
         ))
 
 
@@ -137,6 +144,7 @@ def _not_found() -> ApiError:
 
 async def redirect_link(request: web.Request) -> web.Response:
     """302 to the link's stored URL and record the click; 404 for an unknown or expired code."""
+    request.app[LINK_LIMITER_KEY].check(request)
     code = request.match_info["code"]
     if not _CODE.fullmatch(code):
         raise _not_found()

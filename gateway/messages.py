@@ -16,9 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api import Operation, add_operation
-from gateway.errors import ApiError, PublishError
+from gateway.fields import E164, bad_field, json_object, publish_or_503, string_field
 from gateway.http import parse_json, read_body, require_content_type
-from gateway.keys import COMPANY_KEY, EVENTS_KEY, RECEIVED_AT_KEY, SETTINGS_KEY
+from gateway.keys import COMPANY_KEY, RECEIVED_AT_KEY, SETTINGS_KEY
 from gateway.openapi import error_responses
 from streams.events import SendRequested, event_id_for, profile_key
 
@@ -27,53 +27,31 @@ __all__ = ["KINDS", "MAX_BODY_CHARS", "add_message_routes", "send_request_from_j
 KINDS = ("flow", "campaign", "transactional", "auto_reply")
 # Twilio's and Telnyx's limit for one message's text.
 MAX_BODY_CHARS = 1600
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # Message ids are the vendors' idempotency keys too, so they fit the keys both vendors accept.
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _FIELDS = frozenset({"to", "body", "kind", "message_id", "flow_id", "campaign_id", "from"})
 
 
-def _bad(field: str, message: str) -> ApiError:
-    return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
-
-
-def _string(data: dict[str, Any], field: str, pattern: re.Pattern[str] | None, required: bool) -> str | None:
-    value = data.get(field)
-    if value is None:
-        if required:
-            raise ApiError(400, "missing_field", f"{field} is required", field=field)
-        return None
-    if not isinstance(value, str):
-        raise _bad(field, f"must be a string, not {type(value).__name__}")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise _bad(field, f"must match {pattern.pattern}")
-    return value
-
-
 def send_request_from_json(
     data: Any, company_id: str, company_numbers: tuple[str, ...], load_test: bool, received_at: int
 ) -> SendRequested:
     """The ``SendRequested`` a request body asks for, or an ApiError naming the first bad field."""
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_body", "the body must be a JSON object")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field {unknown[0]!r}", field=unknown[0])
-    to = _string(data, "to", _E164, required=True)
-    body = _string(data, "body", None, required=True)
-    kind = _string(data, "kind", None, required=True)
+    data = json_object(data, _FIELDS)
+    to = string_field(data, "to", E164, required=True)
+    body = string_field(data, "body", None, required=True)
+    kind = string_field(data, "kind", None, required=True)
     assert to is not None and body is not None and kind is not None
     if not body.strip():
-        raise _bad("body", "must not be empty")
+        raise bad_field("body", "must not be empty")
     if len(body) > MAX_BODY_CHARS:
-        raise _bad("body", f"must be at most {MAX_BODY_CHARS} characters, got {len(body)}")
+        raise bad_field("body", f"must be at most {MAX_BODY_CHARS} characters, got {len(body)}")
     if kind not in KINDS:
-        raise _bad("kind", f"must be one of {', '.join(KINDS)}")
-    from_number = _string(data, "from", _E164, required=False)
+        raise bad_field("kind", f"must be one of {', '.join(KINDS)}")
+    from_number = string_field(data, "from", E164, required=False)
     if from_number is not None and from_number not in company_numbers:
-        raise _bad("from", "is not one of the company's sending numbers")
-    message_id = _string(data, "message_id", _MESSAGE_ID, required=False)
+        raise bad_field("from", "is not one of the company's sending numbers")
+    message_id = string_field(data, "message_id", _MESSAGE_ID, required=False)
     identity = ("api", company_id, message_id) if message_id else ("api", company_id, uuid.uuid4().hex)
     message_id = message_id or identity[2]
     return SendRequested(
@@ -83,8 +61,8 @@ def send_request_from_json(
         occurred_at=received_at,
         received_at=received_at,
         message_id=message_id,
-        flow_id=_string(data, "flow_id", _ID, required=False),
-        campaign_id=_string(data, "campaign_id", _ID, required=False),
+        flow_id=string_field(data, "flow_id", _ID, required=False),
+        campaign_id=string_field(data, "campaign_id", _ID, required=False),
         kind=kind,
         body=body,
         from_number=from_number,
@@ -101,16 +79,7 @@ async def create_message(request: web.Request) -> web.Response:
     data = parse_json(await read_body(request, limit))
     event = send_request_from_json(data, company.id, company.numbers, company.load_test,
                                    request[RECEIVED_AT_KEY])
-    events = request.app.get(EVENTS_KEY)
-    retry_after = str(request.app[SETTINGS_KEY].gateway.retry_after_s)
-    if events is None:
-        raise ApiError(503, "unavailable", "this gateway cannot accept send requests",
-                       headers={"Retry-After": retry_after})
-    try:
-        await events.publish_event(event)
-    except PublishError:
-        raise ApiError(503, "not_durable", "the send request was not stored; retry with the same message_id",
-                       headers={"Retry-After": retry_after}) from None
+    await publish_or_503(request, event, "send request", "retry with the same message_id")
     return web.json_response({"message_id": event.message_id, "event_id": event.event_id,
                               "status": "requested"}, status=202)
 
@@ -120,7 +89,7 @@ _REQUEST_SCHEMA: dict[str, Any] = {
     "required": ["to", "body", "kind"],
     "additionalProperties": False,
     "properties": {
-        "to": {"type": "string", "pattern": _E164.pattern, "description": "the profile's number, E.164"},
+        "to": {"type": "string", "pattern": E164.pattern, "description": "the profile's number, E.164"},
         "body": {"type": "string", "maxLength": MAX_BODY_CHARS,
                  "description": "the text; marketing messages get the company's prefix and opt-out language"},
         "kind": {"type": "string", "enum": list(KINDS)},

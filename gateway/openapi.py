@@ -37,6 +37,7 @@ _ERROR_TEXT = {
     "405": "method not allowed",
     "413": "body over the size limit",
     "415": "unsupported content type",
+    "429": "too many requests from this client; retry after Retry-After seconds",
     "503": "not stored durably; retry after Retry-After seconds",
 }
 _SECURITY: dict[str, Any] = {
@@ -75,10 +76,12 @@ def build_openapi(operations: Iterable[Operation], title: str, version: str) -> 
         }
         if op.description:
             entry["description"] = op.description
+        given = {param["name"] for param in op.parameters}
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(op.path)
-        ]
+            if name not in given
+        ] + [dict(param) for param in op.parameters]
         if params:
             entry["parameters"] = params
         if op.request_body is not None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from agents.app import create_worker_app
 from config import Settings, load_companies
+from config.production import ProductionConfigError, check_production
 from gateway import KafkaEventPublisher, KafkaRawPublisher, create_app
 from gateway.drainer import SpoolDrainer
 from gateway.links import KafkaEventEmitter
@@ -22,10 +23,18 @@ from gateway.logs import configure_logging
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
 from projections.links import RedisLinkStore
+from smsfold.profile_reads import StoreProfileReads
 from streams.codec import AvroCodec
 from streams.producer import EventLogProducer
 
-__all__ = ["KafkaBrokerProbe", "build_gateway", "gateway_spool_dir", "run_gateway", "run_worker"]
+__all__ = [
+    "KafkaBrokerProbe",
+    "build_gateway",
+    "gateway_spool_dir",
+    "refuse_unsafe_production",
+    "run_gateway",
+    "run_worker",
+]
 
 
 class KafkaBrokerProbe:
@@ -66,6 +75,7 @@ def build_gateway(settings: Settings) -> web.Application:
     metrics = GatewayMetrics()
     # The client connects lazily, in the server's loop; closed with the app.
     redis_client: aioredis.Redis = aioredis.Redis.from_url(settings.redis.url)
+    profiles = StoreProfileReads(settings, redis_client)
     app = create_app(
         settings,
         load_companies(settings.companies_file),
@@ -77,6 +87,7 @@ def build_gateway(settings: Settings) -> web.Application:
         links=RedisLinkStore(redis_client, settings.redis),
         # Clicks never wait for Kafka: the redirect is answered at once, a lost click is logged.
         clicks=KafkaEventEmitter(producer, codec, settings.topics.events),
+        profiles=profiles,
     )
     drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
 
@@ -93,13 +104,23 @@ def build_gateway(settings: Settings) -> web.Application:
         await producer.stop()
         spool.close()
         await redis_client.aclose()
+        profiles.close()
 
     app.cleanup_ctx.append(producer_ctx)
     return app
 
 
+def refuse_unsafe_production(settings: Settings) -> None:
+    """Exit with one line naming the problem when production mode's settings are unsafe."""
+    try:
+        check_production(settings, load_companies(settings.companies_file))
+    except ProductionConfigError as exc:
+        raise SystemExit(f"smsfold: {exc}") from None
+
+
 def run_gateway(settings: Settings) -> None:
     """Serve the gateway until interrupted."""
+    refuse_unsafe_production(settings)
     configure_logging(settings.log_level)
     web.run_app(
         build_gateway(settings),
@@ -113,6 +134,7 @@ def run_gateway(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker until interrupted."""
+    refuse_unsafe_production(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_worker_app(settings, load_companies(settings.companies_file))
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)

@@ -63,6 +63,9 @@ _BANDWIDTH_BODY = {
         }
     },
 }
+# The router accepts only these two; documenting them keeps generated clients (and fuzzers) on the route.
+_ENDPOINT_PARAM = {"name": "endpoint", "in": "path", "required": True,
+                   "schema": {"type": "string", "enum": ["inbound", "status"]}}
 _JSON_ACK = {
     "description": "durable (Kafka acknowledged it, or it is fsync'd to the spool)",
     "content": {"application/json": {"schema": _OPEN_OBJECT}},
@@ -115,6 +118,7 @@ def add_vendor_routes(app: web.Application) -> None:
                 summary,
                 "webhooks",
                 auth="telnyx",
+                parameters=(_ENDPOINT_PARAM,) if suffix else (),
                 request_body=_TELNYX_BODY,
                 responses={"200": _JSON_ACK, **_ERRORS},
             ),
@@ -129,6 +133,7 @@ def add_vendor_routes(app: web.Application) -> None:
             "Bandwidth message callbacks (a batch; each event's type decides)",
             "webhooks",
             auth="bandwidth",
+            parameters=(_ENDPOINT_PARAM,),
             request_body=_BANDWIDTH_BODY,
             responses={"200": _JSON_ACK, **_ERRORS},
         ),

@@ -78,6 +78,10 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
     settings = request.app[SETTINGS_KEY]
     request_id = request[REQUEST_ID_KEY]
     content_type = require_content_type(request, FORM, JSON)
+    signature = request.headers.get("X-Twilio-Signature")
+    # Unsigned requests are refused before the body is read or any number is looked up.
+    if signature is None:
+        raise ApiError(401, "missing_signature", "the X-Twilio-Signature header is missing")
     body = await read_body(request, settings.gateway.max_body_bytes)
     fields = _parse_form(body) if content_type == FORM else _json_fields(body)
     values = {name: _required(fields, name) for name in REQUIRED[endpoint]}
@@ -86,9 +90,6 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
     ours = values["To"] if endpoint == "inbound" else sender
     company = company_for_number(request, ours, "twilio")
 
-    signature = request.headers.get("X-Twilio-Signature")
-    if signature is None:
-        raise ApiError(401, "missing_signature", "the X-Twilio-Signature header is missing")
     if content_type == JSON and "bodySHA256" not in request.query:
         raise ApiError(401, "missing_body_hash", "a JSON request must carry bodySHA256 in its URL")
     if company.twilio is None:
