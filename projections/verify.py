@@ -217,6 +217,14 @@ def _check_message_stats(client: Client, events: list[dict[str, Any]], max_examp
     return check
 
 
+def _hash(r: Any, key: str) -> dict[str, str]:
+    """A hash's fields; a key of another type is shown as such (a differing record, not a crash)."""
+    try:
+        return dict(r.hgetall(key))
+    except redis.ResponseError as exc:
+        return {"wrong type": str(exc)}
+
+
 def read_redis(settings: Settings, folded: FoldedRedis) -> tuple[FoldedRedis, list[str]]:
     """The Redis read model for the keys the fold knows about, and the projector's keys it does not."""
     # decode_responses: every reply is str, which redis-py's stubs cannot express.
@@ -227,7 +235,7 @@ def read_redis(settings: Settings, folded: FoldedRedis) -> tuple[FoldedRedis, li
     try:
         for profile in {*folded.consent, *folded.timeline}:
             explained |= {keys.consent(profile), keys.timeline(profile), keys.timeline_entries(profile)}
-            if state := r.hgetall(keys.consent(profile)):
+            if state := _hash(r, keys.consent(profile)):
                 out.consent[profile] = state
             ids = r.zrevrange(keys.timeline(profile), 0, -1)
             entries = r.hmget(keys.timeline_entries(profile), ids) if ids else []
@@ -242,16 +250,16 @@ def read_redis(settings: Settings, folded: FoldedRedis) -> tuple[FoldedRedis, li
         for vendor_key in folded.vendor_messages:
             vendor, vid = vendor_key.split(":", 1)
             explained.add(keys.vendor_message(vendor, vid))
-            if state := r.hgetall(keys.vendor_message(vendor, vid)):
+            if state := _hash(r, keys.vendor_message(vendor, vid)):
                 out.vendor_messages[vendor_key] = state
         for status_key in folded.message_status:
             vendor, vid = status_key.split(":", 1)
             explained.add(keys.message_status(vendor, vid))
-            if state := r.hgetall(keys.message_status(vendor, vid)):
+            if state := _hash(r, keys.message_status(vendor, vid)):
                 out.message_status[status_key] = state
         for message_id in folded.message_status_by_id:
             explained.add(keys.message_status_by_id(message_id))
-            if state := r.hgetall(keys.message_status_by_id(message_id)):
+            if state := _hash(r, keys.message_status_by_id(message_id)):
                 out.message_status_by_id[message_id] = state
         for profile in folded.conversation:
             explained.add(keys.conversation(profile))

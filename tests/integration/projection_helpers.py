@@ -77,13 +77,14 @@ def running(settings: Settings, *names: str) -> Iterator[list[ProjectorRunner]]:
 
 
 def wait_folded(runners: list[ProjectorRunner], total: int, timeout_s: float = 60) -> None:
-    """Wait until every runner committed ``total`` records (events plus poison)."""
+    """Wait until every runner committed ``total`` records (events, poison and refused records)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if all(r.folded + r.poison_records >= total for r in runners):
+        if all(r.folded + r.poison_records + r.refused_records >= total for r in runners):
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out: {[(r.name, r.folded, r.poison_records) for r in runners]} of {total}")
+    progress = [(r.name, r.folded, r.poison_records, r.refused_records) for r in runners]
+    raise AssertionError(f"timed out: {progress} of {total}")
 
 
 def ch_rows(settings: Settings, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:

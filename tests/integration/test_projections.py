@@ -16,7 +16,9 @@ from projections.keys import RedisKeys
 from projections.migrate import apply_migrations
 from projections.verify import verify
 from smsfold.workload import generate_events
+from streams.codec import AvroCodec
 from streams.events import Event
+from streams.readback import read_topic
 from tests.conftest import wait_until
 from tests.integration.projection_helpers import (
     ch_rows,
@@ -162,3 +164,33 @@ def test_the_verifier_names_what_is_missing_doubled_differing_or_extra(stack_set
     # The stranger is a MessageSent of a known message: its stats count one send too many.
     assert found["clickhouse message_stats"] == {"doubled": 1}
     assert report.total("missing") == 1 and not report.ok
+
+
+def test_a_record_the_store_refuses_for_good_is_dead_lettered_and_the_projection_moves_on(
+    stack_settings: Settings,
+) -> None:
+    settings = private_settings(stack_settings)
+    events = _workload()[:400]
+    consent = [e for e in events if e.event_type == "ConsentChanged"]
+    victim = consent[0].profile_key
+    refused = [e for e in consent if e.profile_key == victim]
+    # Something else wrote a string where the consent hash goes: every consent write there is WRONGTYPE.
+    r = redis.Redis.from_url(settings.redis.url)
+    r.set(RedisKeys(settings.redis.key_prefix).consent(victim), "not a hash")
+    r.close()
+    total = produce(settings, events)
+    with running(settings, "clickhouse", "redis") as (ch, rd):
+        wait_folded([ch, rd], total)
+    # Only the refused records are set aside, by the projection that could not write them.
+    assert (ch.refused_records, rd.refused_records) == (0, len(refused))
+    assert rd.folded == total - len(refused)
+    letters = [m for m in read_topic(settings.kafka, settings.topics.deadletter)]
+    assert sorted(m.value() for m in letters) == sorted(AvroCodec().encode(e) for e in refused)
+    headers = [dict(m.headers() or []) for m in letters]
+    assert {h["projector"] for h in headers} == {b"redis"}
+    assert all(b"WRONGTYPE" in h["reason"] for h in headers), headers[0]
+    # Everything else is exact: the verifier finds the victim's consent key not as folded, and the
+    # refused records (set aside whole by the Redis projection) absent from its timeline.
+    report = verify(settings)
+    assert {c.name: dict(c.counts) for c in report.checks if not c.ok} == {
+        "redis consent": {"differing": 1}, "redis timeline": {"missing": len(refused)}}
