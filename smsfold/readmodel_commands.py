@@ -96,7 +96,8 @@ def verify_command(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
         return 0 if report.ok else 1
     table = Table(title=f"smsfold verify: {report.topic}, {report.unique_events:,} events "
-                        f"({report.records:,} records, {report.poison} poison), {report.seconds:.1f}s")
+                        f"({report.records:,} records, {report.poison} poison, {report.variants} redelivered "
+                        f"with other timing metadata), {report.seconds:.1f}s")
     for column in ("read model", "checked", *KINDS, "first examples"):
         table.add_column(column, overflow="fold")
     for check in report.checks:
