@@ -30,11 +30,16 @@ def register_attribution_decider(ctx: WorkerContext) -> None:
     @ctx.app.agent(ctx.events_topic, name="attribution-decider")
     async def attribution_decider(stream: faust.StreamT[bytes]) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
-            for event in await ctx.decode_events(batch, dead_letter_poison=False):
+            for ev in batch:
+                event = ctx.decode_event(ev.value)  # poison is skipped (and dead-lettered elsewhere)
                 if not isinstance(event, _RELEVANT):
                     continue
                 state = AttributionState.from_json(table.get(event.profile_key))
-                new_state, attributed = fold_attribution(state, event, windows)
+                try:
+                    new_state, attributed = fold_attribution(state, event, windows)
+                except Exception as exc:  # a pure fold: this event fails every time
+                    await ctx.refuse("attribution-decider", ev, exc)
+                    continue
                 if new_state != state:
                     table[event.profile_key] = new_state.to_json()
                 if attributed is not None:

@@ -15,6 +15,7 @@ from faust.types import EventT
 from agents.metrics import PipelineMetrics
 from config.companies import CompanyDirectory
 from config.settings import Settings
+from streams.checks import event_problem
 from streams.codec import AvroCodec, DecodeError
 from streams.events import Event
 
@@ -90,18 +91,27 @@ class WorkerContext:
         """Send a domain event to ``sms.events``; Faust flushes it before committing the source offset."""
         await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event))
 
-    async def decode_events(
-        self, batch: Sequence[EventT[bytes]], *, dead_letter_poison: bool
-    ) -> list[Event]:
-        """Decode a batch from ``sms.events``; one agent dead-letters poison, the others skip it."""
-        out: list[Event] = []
-        for ev in batch:
-            try:
-                record = self.codec.decode(ev.value)
-            except DecodeError as exc:
-                if dead_letter_poison:
-                    await self.dead_letter(ev.key, ev.value, exc.reason, self.settings.topics.events)
-                continue
-            if isinstance(record, Event):
-                out.append(record)
-        return out
+    def decode_event(self, value: bytes) -> Event | None:
+        """A record of ``sms.events`` as an event, or None for poison (undecodable, not an event, or
+        failing :func:`streams.checks.event_problem`): the ClickHouse projector dead-letters it, the
+        deciders skip it, so poison never makes a decider emit anything."""
+        try:
+            record = self.codec.decode(value)
+        except DecodeError:
+            return None
+        if not isinstance(record, Event):
+            return None
+        envelope = {"event_type": record.event_type, "event_id": record.event_id,
+                    "company_id": record.company_id, "profile_key": record.profile_key}
+        return None if event_problem(type(record).__name__, envelope) else record
+
+    def decode_events(self, batch: Sequence[EventT[bytes]]) -> list[Event]:
+        """The events of a batch from ``sms.events``, poison left out."""
+        return [e for ev in batch if (e := self.decode_event(ev.value)) is not None]
+
+    async def refuse(self, agent: str, ev: EventT[bytes], exc: Exception) -> None:
+        """Dead-letter an event whose pure fold raised: the same event would raise again after a restart,
+        so exiting (as for an unexpected error) would be a crash loop."""
+        reason = f"{agent}: {type(exc).__name__}: {exc}"[:500]
+        log.error("%s could not fold a record of %s", agent, self.settings.topics.events, exc_info=exc)
+        await self.dead_letter(ev.key, ev.value, reason, self.settings.topics.events)

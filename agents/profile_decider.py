@@ -22,7 +22,6 @@ from faust.types import EventT, TableT
 from agents.base import WorkerContext, run_batches
 from agents.profile import ProfileState, decide
 from agents.send.fold import due_releases
-from streams.codec import DecodeError
 from streams.events import (
     ConsentChangeRequested,
     Event,
@@ -80,19 +79,21 @@ def register_profile_decider(ctx: WorkerContext) -> None:
     async def profile_decider(stream: faust.StreamT[bytes]) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
             for ev in batch:
-                try:
-                    event = ctx.codec.decode(ev.value)
-                except DecodeError:
-                    continue  # the ClickHouse projector dead-letters poison on sms.events
+                # Poison is skipped here; the ClickHouse projector dead-letters it.
+                event = ctx.decode_event(ev.value)
                 if not isinstance(event, _CAUSES):
                     continue
-                await _fold(event, ev.message.offset)
+                await _fold(event, ev)
 
-        async def _fold(event: Event, offset: int) -> None:
+        async def _fold(event: Event, ev: EventT[bytes]) -> None:
             state = ProfileState.from_json(profiles.get(event.profile_key))
             now_ms = _now_ms()
             company = ctx.companies.get(event.company_id)
-            new_state, outputs = decide(state, event, company, offset, now_ms)
+            try:
+                new_state, outputs = decide(state, event, company, ev.message.offset, now_ms)
+            except Exception as exc:  # decide is pure: this event fails every time
+                await ctx.refuse("profile-decider", ev, exc)
+                return
             if new_state is not state:
                 profiles[event.profile_key] = new_state.to_json()
                 release = new_state.outbound.next_release_ms

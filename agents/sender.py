@@ -117,7 +117,7 @@ def register_sender(ctx: WorkerContext) -> None:
     @ctx.app.agent(ctx.events_topic, name="sender")
     async def sender(stream: faust.StreamT[bytes]) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
-            approvals = [e for e in await ctx.decode_events(batch, dead_letter_poison=False)
+            approvals = [e for e in ctx.decode_events(batch)
                          if isinstance(e, SendApproved)]
             if not approvals:
                 return

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from clickhouse_driver import Client
+from clickhouse_driver.errors import ServerException, TooLargeStringSize, TypeMismatchError
 
 from config.settings import ClickHouseSettings
 from streams.events import Event
@@ -22,6 +23,10 @@ __all__ = ["ENVELOPE_FIELDS", "ClickHouseSink", "clickhouse_client"]
 
 ENVELOPE_FIELDS = frozenset(Event.model_fields) | {"event_type"}
 _INSERT = "INSERT INTO events ({}) VALUES"
+# Server error codes caused by the inserted values themselves (a parse, type or range error): retrying the
+# same rows cannot help. Everything else (network, unknown database/table, too many parts, memory) is
+# the store's state and is retried.
+_DATA_ERROR_CODES = frozenset((6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 321))
 _COLUMNS = (
     "event_id", "event_type", "company_id", "profile_key", "occurred_at", "received_at", "projected_at",
     "event_date", "causation_id", "message_id", "flow_id", "campaign_id", "payload",
@@ -96,6 +101,12 @@ class ClickHouseSink:
             self._client.disconnect()
             self._client = None
             raise
+
+    def refused_for_good(self, exc: Exception) -> bool:
+        """A data error (the server's, or the driver's while encoding a value), not an outage."""
+        if isinstance(exc, ServerException):
+            return exc.code in _DATA_ERROR_CODES
+        return isinstance(exc, (TypeMismatchError, TooLargeStringSize, TypeError, ValueError, OverflowError))
 
     def close(self) -> None:
         if self._client is not None:

@@ -72,6 +72,10 @@ end
 return applied
 """
 
+# Redis errors that are its state, not the data's: out of memory, busy script, loading, failover.
+_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
+                      "MISCONF", "NOREPLICAS", "NOSCRIPT")
+
 # The profile's key holds these already.
 _NOT_IN_ENTRY = frozenset(("company_id", "profile_key"))
 
@@ -161,6 +165,15 @@ class RedisSink:
         """Apply a batch; raises on failure so the runner retries the same batch."""
         if events:
             self._apply(args=[self.payload(events)])
+
+    def refused_for_good(self, exc: Exception) -> bool:
+        """An error reply about this data (WRONGTYPE on a key, a script error), not an outage."""
+        if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, redis.RedisError):
+            return True  # the batch could not even be encoded
+        if not isinstance(exc, redis.ResponseError):
+            return False
+        # A script error quotes the failing command's reply (e.g. "... WRONGTYPE Operation against ...").
+        return not set(str(exc).replace(":", " ").split()) & set(_TRANSIENT_REPLIES)
 
     def close(self) -> None:
         self._client.close()

@@ -6,6 +6,12 @@ backoff, so nothing is lost, and a crash before the commit redelivers a batch th
 idempotently (event-id keyed tables, version-guarded keys), so nothing counts twice. A record that
 cannot be decoded goes to ``sms.deadletter`` with the reason (by the projector chosen for that) and the
 projection moves on.
+
+A write error is either the store's (down, overloaded, not migrated yet: the whole batch is retried
+with backoff) or the data's (the sink says so with ``refused_for_good``, e.g. Redis WRONGTYPE on one
+key): then the batch is bisected to find the records the store refuses on their own, those go to the
+dead letters with the store's reason, and the rest is written, so one bad record never wedges a
+projection. If every record of a batch is refused, the store is to blame and the batch is retried.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from config.settings import Settings
+from streams.checks import event_problem
 from streams.codec import AvroCodec, DecodeError
 from streams.events import AVRO_NAMESPACE, EVENT_TYPES
 from streams.producer import producer_config
@@ -36,6 +43,10 @@ class Sink(Protocol):
 
     def write(self, events: Sequence[dict[str, Any]]) -> None: ...
 
+    def refused_for_good(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the store refusing this data (retrying cannot help), not an outage."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -45,6 +56,8 @@ class DecodedBatch:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     poison: list[tuple[Message, str]] = field(default_factory=list)
+    # The record each event was decoded from (same order as ``events``).
+    sources: list[Message] = field(default_factory=list)
 
 
 def decode_batch(codec: AvroCodec, messages: Sequence[Message]) -> DecodedBatch:
@@ -63,25 +76,13 @@ def decode_batch(codec: AvroCodec, messages: Sequence[Message]) -> DecodedBatch:
         if name not in _EVENT_RECORDS:
             out.poison.append((msg, f"not a domain event: {name}"))
             continue
-        problem = _invalid(name, values)
+        problem = event_problem(name.rsplit(".", 1)[1], values)
         if problem:
             out.poison.append((msg, f"invalid event: {problem}"))
             continue
         out.events.append(values)
+        out.sources.append(msg)
     return out
-
-
-def _invalid(name: str, e: dict[str, Any]) -> str:
-    """What the Avro types cannot say: the record name matches, and the profile belongs to the company."""
-    kind = name.rsplit(".", 1)[1]
-    if e["event_type"] != kind:
-        return f"{kind}.event_type is {e['event_type']!r}"
-    if not e["event_id"]:
-        return f"{kind}.event_id is empty"
-    company = e["company_id"]
-    if not company or not e["profile_key"].startswith(company + ":"):
-        return f"{kind}.profile_key {e['profile_key']!r} is not of company {company!r}"
-    return ""
 
 
 class ProjectorRunner:
@@ -107,6 +108,7 @@ class ProjectorRunner:
         # committed batch were read and committed (monotonic seconds).
         self.folded = 0
         self.poison_records = 0
+        self.refused_records = 0
         self.write_failures = 0
         self.assigned = threading.Event()
         self.first_read_at: float | None = None
@@ -143,8 +145,6 @@ class ProjectorRunner:
         """Consume, write, commit until :meth:`stop`; a batch is committed only after it was written."""
         topic = self._settings.topics.events
         self._consumer = Consumer(self._consumer_config())
-        if self._dead_letter:
-            self._producer = Producer(producer_config(self._settings.kafka))
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         batch_size, batch_s = self._projector.batch_size, self._projector.batch_seconds
         started = time.monotonic()
@@ -185,10 +185,17 @@ class ProjectorRunner:
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         decoded = decode_batch(self._codec, batch)
-        if decoded.poison and self._producer is not None:
+        if decoded.poison and self._dead_letter:
             self._send_dead_letters(decoded.poison)
-        if decoded.events and not self._write_until_done(decoded.events):
-            return  # stopping while the store is down: nothing committed, the batch is redelivered
+        refused: list[tuple[Message, str]] = []
+        if decoded.events:
+            written = self._write_until_done(decoded.events, decoded.sources)
+            if written is None:
+                return  # stopping while the store is down: nothing committed, the batch is redelivered
+            refused = written
+        if refused:
+            # Dead-lettered by this projection: the others may well have written these records.
+            self._send_dead_letters(refused)
         offsets: dict[tuple[str, int], int] = {}
         for msg in batch:
             key = (msg.topic() or "", msg.partition() or 0)
@@ -202,30 +209,76 @@ class ProjectorRunner:
             # Typically a rebalance took the partitions away: the new owner re-reads from the last
             # commit and the sink absorbs the repeat.
             log.warning("%s: offset commit failed (%s); the batch will be redelivered", self.name, exc)
-        self.folded += len(decoded.events)
+        self.folded += len(decoded.events) - len(refused)
         self.poison_records += len(decoded.poison)
+        self.refused_records += len(refused)
         self.last_commit_at = time.monotonic()
 
-    def _write_until_done(self, events: list[dict[str, Any]]) -> bool:
+    def _write_until_done(
+        self, events: list[dict[str, Any]], sources: list[Message]
+    ) -> list[tuple[Message, str]] | None:
+        """Write the batch; returns the records the store refused for good, or None when stopping
+        while the store is down."""
         delay = 0.1
         while True:
             try:
-                self._sink.write(events)
+                refused = self._write_isolating(events, sources)
                 if self._on_written is not None:
-                    self._on_written(events)
-                return True
+                    gone = {id(msg) for msg, _ in refused}
+                    self._on_written([e for e, m in zip(events, sources, strict=True) if id(m) not in gone])
+                return refused
             except Exception as exc:  # the store is down or refused the write: back off, same batch
                 self.write_failures += 1
                 if self._stop.is_set():
                     log.warning("%s: stopping with an unwritten batch (%s)", self.name, _first_line(exc))
-                    return False
+                    return None
                 log.warning("%s: write failed (%s: %s); retrying in %.1fs",
                             self.name, type(exc).__name__, _first_line(exc), delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._projector.max_backoff_s)
 
+    def _write_isolating(
+        self, events: list[dict[str, Any]], sources: list[Message]
+    ) -> list[tuple[Message, str]]:
+        """Write ``events``; on a refusal for good, the records refused on their own (by bisection).
+
+        Raises on an outage, and when every record of a batch of several is refused: then the store is
+        to blame, not the data.
+        """
+        try:
+            self._sink.write(events)
+            return []
+        except Exception as exc:
+            if not self._sink.refused_for_good(exc):
+                raise
+            refused = self._bisect(events, sources, exc)
+            if len(refused) == len(events) > 1:
+                raise
+            log.error("%s: the store refused %d of %d records for good; dead-lettering them: %s",
+                      self.name, len(refused), len(events), refused[0][1])
+            return refused
+
+    def _bisect(
+        self, events: list[dict[str, Any]], sources: list[Message], exc: Exception
+    ) -> list[tuple[Message, str]]:
+        """The records of a refused write that the store refuses on their own; outages raise."""
+        if len(events) == 1:
+            reason = f"projector {self.name}: store refused the write: {type(exc).__name__}: "
+            return [(sources[0], reason + _first_line(exc))]
+        refused: list[tuple[Message, str]] = []
+        half = len(events) // 2
+        for part, part_sources in ((events[:half], sources[:half]), (events[half:], sources[half:])):
+            try:
+                self._sink.write(part)
+            except Exception as part_exc:
+                if not self._sink.refused_for_good(part_exc):
+                    raise
+                refused += self._bisect(part, part_sources, part_exc)
+        return refused
+
     def _send_dead_letters(self, poison: list[tuple[Message, str]]) -> None:
-        assert self._producer is not None
+        if self._producer is None:
+            self._producer = Producer(producer_config(self._settings.kafka))
         for msg, reason in poison:
             log.warning("%s: dead-lettered a record from %s[%s]@%s: %s",
                         self.name, msg.topic(), msg.partition(), msg.offset(), reason)

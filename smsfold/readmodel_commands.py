@@ -1,4 +1,5 @@
-"""``smsfold stats`` (the analysts' ready queries) and ``smsfold projector`` (one projection alone)."""
+"""``smsfold stats`` (the analysts' ready queries), ``smsfold projector`` (one projection alone) and
+``smsfold verify`` (every projection compared with the fold of ``sms.events``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from config.settings import Settings
 from projections.analytics import QUERIES, QueryResult, run_query
 from projections.clickhouse import clickhouse_client
 from projections.projectors import PROJECTIONS, build_runner
+from projections.verify import KINDS, verify
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -87,8 +89,29 @@ def projector(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Fold sms.events and compare every projection with it; exit 1 on any mismatch."""
+    report = verify(settings, max_examples=args.examples)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=2))
+        return 0 if report.ok else 1
+    table = Table(title=f"smsfold verify: {report.topic}, {report.unique_events:,} events "
+                        f"({report.records:,} records, {report.poison} poison, {report.variants} redelivered "
+                        f"with other timing metadata), {report.seconds:.1f}s")
+    for column in ("read model", "checked", *KINDS, "first examples"):
+        table.add_column(column, overflow="fold")
+    for check in report.checks:
+        counts = [f"[red]{check.counts[k]}[/red]" if check.counts[k] else "0" for k in KINDS]
+        table.add_row(check.name, f"{check.checked:,}", *counts, "\n".join(check.examples))
+    console = Console()
+    console.print(table)
+    console.print("[green]every projection equals the fold[/green]" if report.ok
+                  else f"[red]mismatch: {', '.join(f'{report.total(k)} {k}' for k in KINDS)}[/red]")
+    return 0 if report.ok else 1
+
+
 def add_readmodel_commands(subparsers: Subparsers) -> None:
-    """``smsfold stats QUERY`` and ``smsfold projector --name NAME``."""
+    """``smsfold stats QUERY``, ``smsfold projector --name NAME`` and ``smsfold verify``."""
     parser = subparsers.add_parser("stats", help="analysts' ready queries against ClickHouse")
     parser.add_argument("query", choices=sorted(QUERIES), help="which query (see docs/analytics.md)")
     parser.add_argument("--company", default="", help="one company id (default: every company)")
@@ -99,3 +122,8 @@ def add_readmodel_commands(subparsers: Subparsers) -> None:
     run = subparsers.add_parser("projector", help="run one projection of sms.events alone")
     run.add_argument("--name", required=True, choices=sorted(PROJECTIONS))
     run.set_defaults(handler=projector)
+    check = subparsers.add_parser(
+        "verify", help="compare every projection with the fold of sms.events; exit 1 on a mismatch")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    check.add_argument("--examples", type=int, default=5, help="examples shown per read model")
+    check.set_defaults(handler=verify_command)

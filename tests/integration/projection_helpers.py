@@ -9,15 +9,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from config import Settings
 from projections.clickhouse import clickhouse_client
-from projections.fold import FoldedRedis
-from projections.keys import RedisKeys
 from projections.migrate import apply_migrations
 from projections.projectors import build_runner
 from projections.runner import ProjectorRunner
@@ -80,46 +77,14 @@ def running(settings: Settings, *names: str) -> Iterator[list[ProjectorRunner]]:
 
 
 def wait_folded(runners: list[ProjectorRunner], total: int, timeout_s: float = 60) -> None:
-    """Wait until every runner committed ``total`` records (events plus poison)."""
+    """Wait until every runner committed ``total`` records (events, poison and refused records)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if all(r.folded + r.poison_records >= total for r in runners):
+        if all(r.folded + r.poison_records + r.refused_records >= total for r in runners):
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out: {[(r.name, r.folded, r.poison_records) for r in runners]} of {total}")
-
-
-def read_redis(settings: Settings, folded: FoldedRedis) -> FoldedRedis:
-    """The Redis read model for the keys the fold knows about (plus a scan for keys it does not)."""
-    r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
-    keys = RedisKeys(settings.redis.key_prefix)
-    out = FoldedRedis()
-    for profile in {*folded.consent, *folded.timeline}:
-        if state := r.hgetall(keys.consent(profile)):
-            out.consent[profile] = state
-        ids = r.zrevrange(keys.timeline(profile), 0, -1)
-        entries = r.hmget(keys.timeline_entries(profile), ids) if ids else []
-        out.timeline[profile] = list(zip(ids, entries, strict=True))
-        assert r.hlen(keys.timeline_entries(profile)) == len(ids), "timeline entries not trimmed with ids"
-    for code in folded.links:
-        if (stored := r.get(keys.link(code))) is not None:
-            out.links[code] = stored
-    for vendor_key in folded.vendor_messages:
-        vendor, vid = vendor_key.split(":", 1)
-        out.vendor_messages[vendor_key] = r.hgetall(keys.vendor_message(vendor, vid))
-    for status_key in folded.message_status:
-        vendor, vid = status_key.split(":", 1)
-        out.message_status[status_key] = r.hgetall(keys.message_status(vendor, vid))
-    for message_id in folded.message_status_by_id:
-        out.message_status_by_id[message_id] = r.hgetall(keys.message_status_by_id(message_id))
-    for profile in folded.conversation:
-        out.conversation[profile] = r.zrange(keys.conversation(profile), 0, -1)
-    # Nothing else under the prefix: no key the fold does not know about.
-    expected = (len(out.consent) + 2 * len(out.timeline) + len(out.links) + len(out.vendor_messages)
-                + len(out.message_status) + len(out.message_status_by_id) + len(out.conversation))
-    found = sum(1 for _ in r.scan_iter(f"{settings.redis.key_prefix}:*", count=1000))
-    assert found == expected, f"{found} keys under the prefix, the fold explains {expected}"
-    return out
+    progress = [(r.name, r.folded, r.poison_records, r.refused_records) for r in runners]
+    raise AssertionError(f"timed out: {progress} of {total}")
 
 
 def ch_rows(settings: Settings, query: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:

@@ -6,19 +6,24 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from config import Settings
-from projections.fold import STAT_COLUMNS, fold_message_stats, fold_redis, unique_events
+from projections.clickhouse import ClickHouseSink
+from projections.fold import unique_events
+from projections.keys import RedisKeys
 from projections.migrate import apply_migrations
+from projections.verify import verify
 from smsfold.workload import generate_events
+from streams.codec import AvroCodec
 from streams.events import Event
+from streams.readback import read_topic
 from tests.conftest import wait_until
 from tests.integration.projection_helpers import (
     ch_rows,
     private_settings,
     produce,
-    read_redis,
     running,
     wait_folded,
 )
@@ -33,28 +38,16 @@ def _workload() -> list[Event]:
 
 
 def _assert_projections_equal_fold(settings: Settings, events: list[Event]) -> None:
-    dicts = [e.model_dump() for e in events]
-    unique = unique_events(dicts)
-    # ClickHouse: one row per event id, and the flow stats rollup equals the fold of unique events.
-    rows = ch_rows(settings, "SELECT event_id FROM events FINAL")
-    assert sorted(r[0] for r in rows) == sorted(unique)
-    stats = ch_rows(settings, f"SELECT company_id, flow_id, campaign_id, message_id, "
-                              f"{', '.join(f'sum({c})' for c in STAT_COLUMNS)} FROM message_stats "
-                              "GROUP BY company_id, flow_id, campaign_id, message_id")
-    got = {tuple(r[:4]): dict(zip(STAT_COLUMNS, map(int, r[4:]), strict=True)) for r in stats}
-    assert got == fold_message_stats(dicts)
-    kinds = {}
-    for e in unique.values():
-        kinds[e["event_type"]] = kinds.get(e["event_type"], 0) + 1
-    assert ch_rows(settings, "SELECT count() FROM consent_history FINAL")[0][0] == kinds["ConsentChanged"]
-    assert ch_rows(settings, "SELECT count() FROM inbound_latency FINAL")[0][0] == kinds["InboundReceived"]
-    assert ch_rows(settings, "SELECT count() FROM timeline FINAL")[0][0] == len(unique)
-    assert ch_rows(settings, "SELECT count(), sum(value_micros) FROM attributed_conversions FINAL")[0] == (
-        kinds["ConversionAttributed"],
-        sum(e["value_micros"] for e in unique.values() if e["event_type"] == "ConversionAttributed"))
-    # Redis: consent, newest-N timeline, link and vendor maps equal the fold, field by field.
-    folded = fold_redis(dicts, settings.projector.timeline_entries, int(time.time() * 1000))
-    assert read_redis(settings, folded) == folded
+    # The verifier folds the topic in-process and compares every read model with it, field by field.
+    report = verify(settings)
+    assert report.ok, report.summary()
+    assert report.unique_events == len(unique_events(e.model_dump() for e in events))
+    # Every read model was compared with content, not vacuously.
+    checked = {c.name: c.checked for c in report.checks}
+    assert all(checked[name] > 0 for name in (
+        "clickhouse events", "clickhouse message_stats", "clickhouse consent_history",
+        "clickhouse inbound_latency", "clickhouse attributed_conversions", "redis consent", "redis timeline",
+        "redis links", "redis vendor_messages", "redis message_status")), checked
 
 
 @pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-event-twice"])
@@ -142,3 +135,62 @@ def test_a_thread_stop_mid_outage_commits_nothing(stack_settings: Settings) -> N
         wait_folded([again], total)
     assert ch_rows(settings, "SELECT uniqExact(event_id) FROM events")[0][0] == len(unique_events(
         e.model_dump() for e in events))
+
+
+def test_the_verifier_names_what_is_missing_doubled_differing_or_extra(stack_settings: Settings) -> None:
+    settings = private_settings(stack_settings)
+    events = _workload()[:300]
+    total = produce(settings, events)
+    with running(settings, "clickhouse", "redis") as runners:
+        wait_folded(runners, total)
+    assert verify(settings).ok
+    # Tamper with each store the way a lost, doubled or wrong write would look.
+    r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+    keys = RedisKeys(settings.redis.key_prefix)
+    consent = next(e for e in events if e.event_type == "ConsentChanged")
+    r.hset(keys.consent(consent.profile_key), "status", "tampered")
+    inbound = next(e for e in events if e.event_type == "InboundReceived")
+    r.zrem(keys.timeline(inbound.profile_key), inbound.event_id)
+    r.hdel(keys.timeline_entries(inbound.profile_key), inbound.event_id)
+    r.close()
+    sent = next(e for e in events if e.event_type == "MessageSent")
+    stranger = sent.model_copy(update={"event_id": "not-in-the-log"})
+    ClickHouseSink(settings.clickhouse).write([stranger.model_dump()])
+    report = verify(settings)
+    found = {c.name: dict(c.counts) for c in report.checks if not c.ok}
+    assert found["redis consent"] == {"differing": 1}
+    assert found["redis timeline"] == {"missing": 1}
+    assert found["clickhouse events"] == {"extra": 1}
+    # The stranger is a MessageSent of a known message: its stats count one send too many.
+    assert found["clickhouse message_stats"] == {"doubled": 1}
+    assert report.total("missing") == 1 and not report.ok
+
+
+def test_a_record_the_store_refuses_for_good_is_dead_lettered_and_the_projection_moves_on(
+    stack_settings: Settings,
+) -> None:
+    settings = private_settings(stack_settings)
+    events = _workload()[:400]
+    consent = [e for e in events if e.event_type == "ConsentChanged"]
+    victim = consent[0].profile_key
+    refused = [e for e in consent if e.profile_key == victim]
+    # Something else wrote a string where the consent hash goes: every consent write there is WRONGTYPE.
+    r = redis.Redis.from_url(settings.redis.url)
+    r.set(RedisKeys(settings.redis.key_prefix).consent(victim), "not a hash")
+    r.close()
+    total = produce(settings, events)
+    with running(settings, "clickhouse", "redis") as (ch, rd):
+        wait_folded([ch, rd], total)
+    # Only the refused records are set aside, by the projection that could not write them.
+    assert (ch.refused_records, rd.refused_records) == (0, len(refused))
+    assert rd.folded == total - len(refused)
+    letters = [m for m in read_topic(settings.kafka, settings.topics.deadletter)]
+    assert sorted(m.value() for m in letters) == sorted(AvroCodec().encode(e) for e in refused)
+    headers = [dict(m.headers() or []) for m in letters]
+    assert {h["projector"] for h in headers} == {b"redis"}
+    assert all(b"WRONGTYPE" in h["reason"] for h in headers), headers[0]
+    # Everything else is exact: the verifier finds the victim's consent key not as folded, and the
+    # refused records (set aside whole by the Redis projection) absent from its timeline.
+    report = verify(settings)
+    assert {c.name: dict(c.counts) for c in report.checks if not c.ok} == {
+        "redis consent": {"differing": 1}, "redis timeline": {"missing": len(refused)}}

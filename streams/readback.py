@@ -1,0 +1,62 @@
+"""Read a whole topic back, from the beginning of every partition to its current end.
+
+Tansu reports a partition's high watermark as the base offset of its last batch + 1, so it under-counts
+whenever the last produce batch held several records (a Bandwidth batch, a spool segment forwarded at
+once). The reader therefore treats the watermarks as a lower bound and reads until the topic stays quiet.
+Used by the verifier (``sms.events``), the acknowledged-in-topic check (``sms.webhooks.raw``) and tests.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from config.settings import KafkaSettings
+
+__all__ = ["ReadbackError", "read_topic"]
+
+
+class ReadbackError(RuntimeError):
+    """The topic could not be read to its end in time."""
+
+
+def read_topic(
+    kafka: KafkaSettings, topic: str, timeout_s: float = 60.0, quiet_s: float = 1.0
+) -> list[Message]:
+    """Every record of ``topic`` (all partitions, no consumer group commits), in per-partition order."""
+    consumer = Consumer({
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "group.id": f"readback-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise ReadbackError(f"topic {topic} not found ({meta.error if meta else 'no metadata'})")
+        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        # The watermarks are a lower bound of what must be read at least.
+        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        consumer.assign(partitions)
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        last_seen = time.monotonic()
+        while time.monotonic() < deadline and (remaining or time.monotonic() - last_seen < quiet_s):
+            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            for msg in batch:
+                if msg.error() is not None:
+                    continue
+                last_seen = time.monotonic()
+                out.append(msg)
+                offset, partition = msg.offset() or 0, msg.partition() or 0
+                if offset + 1 >= remaining.get(partition, 0):
+                    remaining.pop(partition, None)
+        if remaining:
+            late = sorted(remaining)
+            raise ReadbackError(f"{topic} not read to its end in {timeout_s:g}s: partitions {late}")
+        return out
+    finally:
+        consumer.close()
