@@ -44,6 +44,8 @@ class ProjectionState:
     group: str = ""
     building: int | None = None
     previous: int | None = None
+    # Where the previous version's data is now (a database or a key prefix).
+    previous_home: str = ""
     # The old live group's committed offsets at the swap: where a rollback resumes that version.
     previous_offsets: dict[int, int] = field(default_factory=dict)
     next_version: int = 1
@@ -96,9 +98,6 @@ class ClickHouseStateStore:
     def _execute(self, query: str, params: object = None) -> list[tuple[object, ...]]:
         if self._client is None:
             self._client = clickhouse_client(self._ch)
-            self._client.execute(
-                "CREATE TABLE IF NOT EXISTS projection_state (name String, state String, saved_at UInt64) "
-                "ENGINE = ReplacingMergeTree(saved_at) ORDER BY name")
         try:
             return list(self._client.execute(query, params))
         except Exception:
@@ -106,6 +105,10 @@ class ClickHouseStateStore:
             raise
 
     def load(self) -> ProjectionState:
+        # Reading creates nothing (a dry run writes nothing): no table yet means version 0.
+        if not self._execute("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                             "AND name = 'projection_state'")[0][0]:
+            return ProjectionState()
         rows = self._execute("SELECT argMax(state, saved_at), max(saved_at) FROM projection_state "
                              "WHERE name = %(name)s", {"name": self._name})
         state, saved_at = rows[0] if rows else ("", 0)
@@ -113,6 +116,8 @@ class ClickHouseStateStore:
         return ProjectionState.from_json(str(state)) if state else ProjectionState()
 
     def save(self, state: ProjectionState) -> None:
+        self._execute("CREATE TABLE IF NOT EXISTS projection_state (name String, state String, "
+                      "saved_at UInt64) ENGINE = ReplacingMergeTree(saved_at) ORDER BY name")
         # Newest row wins: saved_at only ever grows, even if the clock steps back.
         self._saved_at = max(self._saved_at + 1, time.time_ns())
         self._execute("INSERT INTO projection_state (name, state, saved_at) VALUES",
