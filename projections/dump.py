@@ -35,10 +35,9 @@ def dump_clickhouse(settings: Settings, database: str) -> bytes:
     client = clickhouse_client(settings.clickhouse)
     try:
         for table in ClickHouseStorage(settings).tables(database):
-            columns = [str(name) for (name,) in client.execute(
-                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s "
-                "ORDER BY position", {"db": database, "t": table})
-                if name not in VOLATILE_COLUMNS]
+            # DESCRIBE lists columns in table order (18.16's system.columns has no position).
+            columns = [str(row[0]) for row in client.execute(f"DESCRIBE TABLE {database}.{table}")
+                       if row[0] not in VOLATILE_COLUMNS]
             listed = ", ".join(f"`{c}`" for c in columns)
             rows = client.execute(f"SELECT {listed} FROM {database}.{table} FINAL ORDER BY {listed}")
             out.append(_line({"table": table, "columns": columns, "rows": len(rows)}))

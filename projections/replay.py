@@ -85,7 +85,6 @@ class Rebuild:
         self.runner: ProjectorRunner | None = None
         self._thread: threading.Thread | None = None
         self.ends = dict(self.plan.ends)
-        self._previous_ends = dict(self.plan.ends)
         self.offsets: dict[int, int] = {}
 
     def start(self) -> None:
@@ -105,7 +104,10 @@ class Rebuild:
         self._thread.start()
 
     def refresh_ends(self) -> None:
-        self._previous_ends, self.ends = self.ends, topic_ends(self._settings, sorted(self.ends))
+        """High watermarks for the progress display (a lower bound on the embedded broker)."""
+        ends = topic_ends(self._settings, sorted(self.ends))
+        positions = self.positions()
+        self.ends = {p: max(end, positions[p]) for p, end in ends.items()}
 
     def positions(self) -> dict[int, int]:
         assert self.runner is not None
@@ -114,20 +116,18 @@ class Rebuild:
     def lag(self) -> dict[int, int]:
         return {p: max(0, self.ends[p] - pos) for p, pos in self.positions().items()}
 
-    def caught_up(self, idle_s: float = 0.5) -> bool:
-        """Idle at the end of every partition, or past the ends seen one poll ago while records keep
-        arriving (then the live runners fold what arrives after the swap)."""
+    def caught_up(self, idle_s: float = 0.5, recent_ms: int = 1_000) -> bool:
+        """Idle at the end of the topic, or reading records produced within the last ``recent_ms`` while
+        records keep arriving (the live runners fold what arrives after the swap). High watermarks are
+        not used: the embedded broker's under-count after multi-record batches."""
         runner = self.runner
         if runner is None or not runner.assigned.is_set():
             return False
         if self._thread is not None and not self._thread.is_alive():
             raise ReplayError(f"the {self.name} rebuild stopped unexpectedly (see the log)")
-        positions = self.positions()
-        if runner.idle_since is not None and time.monotonic() - runner.idle_since >= idle_s \
-                and all(positions[p] >= self.ends[p] for p in positions):
+        if runner.idle_since is not None and time.monotonic() - runner.idle_since >= idle_s:
             return True
-        return all(positions[p] >= self._previous_ends[p] for p in positions) \
-            and sum(self.lag().values()) <= self._settings.projector.batch_size
+        return runner.newest_record_ms >= time.time() * 1000 - recent_ms
 
     def stop(self) -> dict[int, int]:
         """Stop the runner (its last batch written and committed); return the offsets it covers."""

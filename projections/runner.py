@@ -141,8 +141,10 @@ class ProjectorRunner:
         self.last_commit_at: float | None = None
         # Committed offset per partition (the next record to read), for progress and lag.
         self.positions: dict[int, int] = {}
-        # When the last consume call came back empty with nothing pending (monotonic seconds).
+        # When the last consume call came back empty with nothing pending (monotonic seconds), and the
+        # producer's timestamp of the newest record read (epoch ms): how a rebuild knows it caught up.
         self.idle_since: float | None = None
+        self.newest_record_ms = 0
 
     @property
     def group_id(self) -> str:
@@ -241,6 +243,7 @@ class ProjectorRunner:
                     self.idle_since = self.idle_since or time.monotonic()
                 elif msgs:
                     self.idle_since = None
+                    self.newest_record_ms = max(self.newest_record_ms, msgs[-1].timestamp()[1])
                 for msg in msgs:
                     err = msg.error()
                     if err is None:

@@ -99,7 +99,8 @@ class ClickHouseStateStore:
         if self._client is None:
             self._client = clickhouse_client(self._ch)
         try:
-            return list(self._client.execute(query, params))
+            result = self._client.execute(query, params)
+            return list(result) if isinstance(result, list) else []
         except Exception:
             self.close()
             raise
