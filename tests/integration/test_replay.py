@@ -184,8 +184,8 @@ def test_renormalize_leaves_the_projections_byte_for_byte(stack_settings: Settin
     base = private_settings(stack_settings)
     settings = base.model_copy(update={"topics": base.topics.model_copy(
         update={"raw": base.topics.events.replace("events", "raw")})})
-    AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers}).create_topics(
-        [NewTopic(settings.topics.raw, 2, 1)])[settings.topics.raw].result(15)
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin.create_topics([NewTopic(settings.topics.raw, 2, 1)])[settings.topics.raw].result(15)
     codec = AvroCodec()
     producer = Producer(producer_config(settings.kafka))
     bodies = ["STOP", "START", "HELP", "where is my order?", "JOIN", "Loved “hi”"] * 5
