@@ -125,7 +125,10 @@ class Rebuild:
             return False
         if self._thread is not None and not self._thread.is_alive():
             raise ReplayError(f"the {self.name} rebuild stopped unexpectedly (see the log)")
-        if runner.idle_since is not None and time.monotonic() - runner.idle_since >= idle_s:
+        # Before its first record the consumer is still looking up offsets and fetching: idle then means
+        # an empty topic (or a resumed rebuild with nothing left) only after a longer wait.
+        needed = idle_s if runner.first_read_at is not None else 5.0
+        if runner.idle_since is not None and time.monotonic() - runner.idle_since >= needed:
             return True
         return runner.newest_record_ms >= time.time() * 1000 - recent_ms
 
