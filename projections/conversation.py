@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from config.settings import RedisSettings
-from projections.keys import RedisKeys
+from projections.keys import AsyncActiveKeys
 from streams.events import MessageType
 
 __all__ = ["ConversationMessage", "RedisConversationStore"]
@@ -65,13 +65,13 @@ class RedisConversationStore:
 
     def __init__(self, client: aioredis.Redis, settings: RedisSettings) -> None:
         self._redis = client
-        self._keys = RedisKeys(settings.key_prefix)
+        self._keys = AsyncActiveKeys(client, settings.key_prefix)
 
     async def messages(self, profile: str, limit: int = 100) -> list[ConversationMessage]:
         """The profile's latest ``limit`` conversation messages, oldest first."""
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
-        raw = await self._redis.zrange(self._keys.conversation(profile), -limit, -1)
+        raw = await self._redis.zrange((await self._keys.keys()).conversation(profile), -limit, -1)
         out = []
         for item in raw:
             data = json.loads(str(item, "utf-8") if isinstance(item, bytes) else str(item))

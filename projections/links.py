@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from config.settings import RedisSettings
+from projections.keys import AsyncActiveKeys
 from streams.events import LinkCreated
 from streams.urls import UnsafeUrlError, safe_url
 
@@ -69,10 +70,14 @@ class RedisLinkStore:
     def __init__(self, client: aioredis.Redis, settings: RedisSettings) -> None:
         self._redis = client
         self._prefix = settings.key_prefix
+        # Links are part of the Redis projection, so they follow its live version; a message's link
+        # references are the sender's own state and stay under the bare prefix.
+        self._active = AsyncActiveKeys(client, settings.key_prefix)
         self._put = client.register_script(_PUT_IF_ABSENT)
 
     def key(self, code: str) -> str:
-        return f"{self._prefix}:link:{code}"
+        """The code's key in the live version last resolved (see :meth:`AsyncActiveKeys.keys`)."""
+        return self._active.current.link(code)
 
     def ref_key(self, message_id: str, index: int) -> str:
         return f"{self._prefix}:linkref:{message_id}:{index}"
@@ -81,6 +86,7 @@ class RedisLinkStore:
         """Store ``link`` under its code unless taken. Returns (CREATED, code), (EXISTING, code already
         given to this message's ``index``-th link) or (COLLISION, "")."""
         safe_url(link.url)
+        await self._active.keys()
         ttl_ms = link.expires_at - link.created_at
         if ttl_ms <= 0:
             raise ValueError(f"link {link.code} expires before it is created")
@@ -93,7 +99,7 @@ class RedisLinkStore:
 
     async def get(self, code: str, now_ms: int | None = None) -> StoredLink | None:
         """The link for ``code``; None when unknown, expired, or not a safe URL."""
-        raw = await self._redis.get(self.key(code))
+        raw = await self._redis.get((await self._active.keys()).link(code))
         if raw is None:
             return None
         try:
@@ -109,6 +115,7 @@ class RedisLinkStore:
         """Rebuild links from LinkCreated events (replay); expired ones are skipped. Returns how many
         were written."""
         written = 0
+        await self._active.keys()
         for e in events:
             if e.expires_at <= now_ms or e.message_id is None:
                 continue

@@ -14,7 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from config.settings import RedisSettings
-from projections.keys import RedisKeys
+from projections.keys import AsyncActiveKeys
 from streams.statuses import DeliveryStatus
 
 __all__ = ["RedisMessageStatusStore", "status_of"]
@@ -43,15 +43,15 @@ class RedisMessageStatusStore:
 
     def __init__(self, client: aioredis.Redis, settings: RedisSettings) -> None:
         self._redis = client
-        self._keys = RedisKeys(settings.key_prefix)
+        self._keys = AsyncActiveKeys(client, settings.key_prefix)
 
     async def get(self, vendor: str, vendor_message_id: str) -> dict[str, str]:
-        raw = await self._redis.hgetall(self._keys.message_status(vendor, vendor_message_id))
+        raw = await self._redis.hgetall((await self._keys.keys()).message_status(vendor, vendor_message_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
     async def get_message(self, message_id: str) -> dict[str, str]:
         """Our message's status now (empty until the vendor accepted or refused it)."""
-        raw = await self._redis.hgetall(self._keys.message_status_by_id(message_id))
+        raw = await self._redis.hgetall((await self._keys.keys()).message_status_by_id(message_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
 

@@ -7,17 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from config.settings import Settings
-from projections.clickhouse import ClickHouseSink
-from projections.redis_store import RedisSink
-from projections.runner import ProjectorRunner, Sink
+from projections.runner import ProjectorRunner, Sink, Target
+from projections.shadow import Storage, storage_for
+from projections.versions import StateStore, live_group, state_store
 from streams.codec import AvroCodec
 
-__all__ = ["PROJECTIONS", "ProjectorError", "ProjectorThreads", "build_runner"]
+__all__ = ["PROJECTIONS", "LiveTarget", "ProjectorError", "ProjectorThreads", "build_runner",
+           "check_projection"]
 
-PROJECTIONS: dict[str, Callable[[Settings], Sink]] = {
-    "clickhouse": lambda s: ClickHouseSink(s.clickhouse),
-    "redis": lambda s: RedisSink(s.redis, s.projector.timeline_entries),
-}
+PROJECTIONS: tuple[str, ...] = ("clickhouse", "redis")
 """Every projection of ``sms.events``; each has its own consumer group and replays independently."""
 
 # Poison records go to the dead letters once, from this projection; the others skip them.
@@ -32,15 +30,35 @@ def build_runner(
     name: str, settings: Settings, codec: AvroCodec | None = None,
     on_written: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> ProjectorRunner:
-    """A runner for the projection called ``name``."""
-    try:
-        make_sink = PROJECTIONS[name]
-    except KeyError:
-        raise ProjectorError(
-            f"unknown projection {name!r}; choose from {', '.join(sorted(PROJECTIONS))}"
-        ) from None
-    return ProjectorRunner(name, make_sink(settings), settings, dead_letter=name == _DEAD_LETTERS_FROM,
-                           codec=codec, on_written=on_written)
+    """A live runner for the projection called ``name``: it follows the projection's live version."""
+    check_projection(name)
+    follow = LiveTarget(name, settings)
+    return ProjectorRunner(name, follow.storage.live_sink(0), settings,
+                           dead_letter=name == _DEAD_LETTERS_FROM, codec=codec, on_written=on_written,
+                           follow=follow)
+
+
+def check_projection(name: str) -> None:
+    """Raise :class:`ProjectorError` naming the choices unless ``name`` is a projection."""
+    if name not in PROJECTIONS:
+        raise ProjectorError(f"unknown projection {name!r}; choose from {', '.join(PROJECTIONS)}")
+
+
+class LiveTarget:
+    """The live group and version of one projection, from its state store (what a swap changes)."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self._name = name
+        self._settings = settings
+        self.storage: Storage = storage_for(name, settings)
+        self._store: StateStore = state_store(name, settings)
+
+    def target(self) -> Target:
+        state = self._store.load()
+        return Target(live_group(self._settings, self._name, state), state.active)
+
+    def sink(self, target: Target) -> Sink:
+        return self.storage.live_sink(target.version)
 
 
 def _bind(

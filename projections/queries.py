@@ -19,7 +19,7 @@ import orjson
 import redis
 from clickhouse_driver import Client
 
-from projections.keys import RedisKeys
+from projections.keys import ActiveKeys
 from streams.events import profile_key
 
 __all__ = ["ConsentView", "ProfileQueries", "QueryError", "TimelinePage", "timeline_item"]
@@ -104,13 +104,14 @@ class ProfileQueries:
     def __init__(self, client: redis.Redis, key_prefix: str, clickhouse: Callable[[], Client],
                  timeline_entries: int) -> None:
         self._redis = client
-        self._keys = RedisKeys(key_prefix)
+        # The live version's keys, resolved from the pointer at most once a second.
+        self._active = ActiveKeys(client, key_prefix)
         self._clickhouse = clickhouse
         self._n = timeline_entries
 
     def consent(self, company_id: str, phone: str) -> ConsentView | None:
         """The profile's consent, or None if it never changed."""
-        raw = self._redis.hgetall(self._keys.consent(_profile(company_id, phone)))
+        raw = self._redis.hgetall(self._active.keys().consent(_profile(company_id, phone)))
         if not raw:
             return None
         state = {_text(k): _text(v) for k, v in raw.items()}
@@ -125,15 +126,16 @@ class ProfileQueries:
         if not 1 <= limit <= _MAX_LIMIT:
             raise QueryError("limit", f"must be between 1 and {_MAX_LIMIT}")
         before = decode_cursor(profile, cursor) if cursor else None
+        keys = self._active.keys()
         scored = cast(list[tuple[bytes, float]],
-                      self._redis.zrevrange(self._keys.timeline(profile), 0, -1, withscores=True))
+                      self._redis.zrevrange(keys.timeline(profile), 0, -1, withscores=True))
         newest = [(int(score), _text(eid)) for eid, score in scored]
         # Entries sorted by (occurred_at, event_id) descending, as the projection trims them.
         newest.sort(reverse=True)
         candidates = [k for k in newest if before is None or k < before][: limit + 1]
         items: list[tuple[tuple[int, str], dict[str, Any]]] = []
         if candidates:
-            raw = self._redis.hmget(self._keys.timeline_entries(profile), [eid for _, eid in candidates])
+            raw = self._redis.hmget(keys.timeline_entries(profile), [eid for _, eid in candidates])
             items = [(key, timeline_item(orjson.loads(entry)))
                      for key, entry in zip(candidates, raw, strict=True) if entry is not None]
         # Redis holds only the newest N: when it is full, what is older than its oldest is in ClickHouse.

@@ -12,6 +12,13 @@ with backoff) or the data's (the sink says so with ``refused_for_good``, e.g. Re
 key): then the batch is bisected to find the records the store refuses on their own, those go to the
 dead letters with the store's reason, and the rest is written, so one bad record never wedges a
 projection. If every record of a batch is refused, the store is to blame and the batch is retried.
+
+A live runner may follow a :class:`Follow`: between batches, at most once per ``follow_interval_s``, it
+asks which group and which version are live; when a rebuild was swapped in (or rolled back) it commits
+its batch, leaves its group, and continues in the new one from that group's committed offsets, writing
+into the new version. That hand-over is what makes a swap exact: the rebuild committed exactly what it
+wrote, so the adopted group starts where the rebuilt data ends (no gap), and anything written twice on
+the way is absorbed by the idempotent sinks (no double count).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from streams.codec import AvroCodec, DecodeError
 from streams.events import AVRO_NAMESPACE, EVENT_TYPES
 from streams.producer import producer_config
 
-__all__ = ["DecodedBatch", "ProjectorRunner", "Sink", "decode_batch"]
+__all__ = ["DecodedBatch", "Follow", "ProjectorRunner", "Sink", "Target", "decode_batch"]
 
 log = logging.getLogger("smsfold.projector")
 
@@ -48,6 +55,22 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a live runner reads from and writes to: a consumer group and a projection version."""
+
+    group_id: str
+    version: int
+
+
+class Follow(Protocol):
+    """Tells a live runner which :class:`Target` is live, and makes a sink for a version."""
+
+    def target(self) -> Target: ...
+
+    def sink(self, target: Target) -> Sink: ...
 
 
 @dataclass
@@ -91,8 +114,13 @@ class ProjectorRunner:
     def __init__(
         self, name: str, sink: Sink, settings: Settings, *, dead_letter: bool = False,
         codec: AvroCodec | None = None, on_written: Callable[[list[dict[str, Any]]], None] | None = None,
+        group_id: str | None = None, follow: Follow | None = None, follow_interval_s: float = 1.0,
     ) -> None:
         self.name = name
+        self._group_id = group_id or f"{settings.projector.group_prefix}-{name}"
+        self._follow = follow
+        self._follow_interval = follow_interval_s
+        self.target: Target | None = None
         # Told of every batch once it is written (the worker's stage metrics); must not raise.
         self._on_written = on_written
         self._sink = sink
@@ -109,14 +137,20 @@ class ProjectorRunner:
         self.folded = 0
         self.poison_records = 0
         self.refused_records = 0
-        self.write_failures = 0
+        self.write_failures = 0  # refused writes, and refused reads of the live version
         self.assigned = threading.Event()
         self.first_read_at: float | None = None
         self.last_commit_at: float | None = None
+        # Committed offset per partition (the next record to read), for progress and lag.
+        self.positions: dict[int, int] = {}
+        # When the last consume call came back empty with nothing pending (monotonic seconds), and the
+        # producer's timestamp of the newest record read (epoch ms): how a rebuild knows it caught up.
+        self.idle_since: float | None = None
+        self.newest_record_ms = 0
 
     @property
     def group_id(self) -> str:
-        return f"{self._projector.group_prefix}-{self.name}"
+        return self.target.group_id if self.target is not None else self._group_id
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return.
@@ -141,17 +175,75 @@ class ProjectorRunner:
             "fetch.wait.max.ms": 100,
         }
 
+    def _resolve(self) -> Target | None:
+        """The live target, or None (logged) while the store that records it cannot be read."""
+        assert self._follow is not None
+        try:
+            return self._follow.target()
+        except Exception as exc:
+            # The version is recorded in the projection's own store: that store refused, as a write would.
+            self.write_failures += 1
+            log.warning("%s: cannot read the live version (%s)", self.name, _first_line(exc))
+            return None
+
+    def _open(self) -> None:
+        self._consumer = Consumer(self._consumer_config())
+        self._consumer.subscribe([self._settings.topics.events], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke)
+
+    def _start_following(self) -> bool:
+        """Wait until the live target is known (its store may be down at start); False if stopped."""
+        assert self._follow is not None
+        delay = 0.1
+        while (target := self._resolve()) is None:
+            if self._stop.wait(delay):
+                return False
+            delay = min(delay * 2, self._projector.max_backoff_s)
+        self.target = target
+        self._sink.close()
+        self._sink = self._follow.sink(target)
+        return True
+
+    def _switch_if_swapped(self) -> None:
+        """Move to the live target if a swap or rollback changed it (only once assigned: Tansu wedges a
+        group whose member leaves before its first join completed)."""
+        assert self._follow is not None and self._consumer is not None
+        target = self._resolve()
+        if target is None or target == self.target or not self.assigned.is_set():
+            return
+        log.info("%s: live version %s (group %s) replaces %s", self.name, target.version, target.group_id,
+                 self.target)
+        if self._pending:
+            self._flush()
+        self._consumer.close()
+        self._sink.close()
+        self.target = target
+        self._sink = self._follow.sink(target)
+        self.assigned.clear()
+        self.positions = {}
+        self._open()
+
     def run(self) -> None:
         """Consume, write, commit until :meth:`stop`; a batch is committed only after it was written."""
-        topic = self._settings.topics.events
-        self._consumer = Consumer(self._consumer_config())
-        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if self._follow is not None and not self._start_following():
+            self._sink.close()
+            return
+        self._open()
+        assert self._consumer is not None
         batch_size, batch_s = self._projector.batch_size, self._projector.batch_seconds
-        started = time.monotonic()
+        started = checked = time.monotonic()
         try:
             while not self._stop.is_set():
+                if self._follow is not None and time.monotonic() - checked >= self._follow_interval:
+                    self._switch_if_swapped()
+                    checked = time.monotonic()
                 wait = max(0.0, batch_s - (time.monotonic() - started)) if self._pending else 0.2
                 msgs = self._consumer.consume(num_messages=batch_size - len(self._pending), timeout=wait)
+                if not msgs and not self._pending:
+                    self.idle_since = self.idle_since or time.monotonic()
+                elif msgs:
+                    self.idle_since = None
+                    self.newest_record_ms = max(self.newest_record_ms, msgs[-1].timestamp()[1])
                 for msg in msgs:
                     err = msg.error()
                     if err is None:
@@ -205,6 +297,8 @@ class ProjectorRunner:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
             )
+            for (_, partition), offset in offsets.items():
+                self.positions[partition] = offset
         except KafkaException as exc:
             # Typically a rebalance took the partitions away: the new owner re-reads from the last
             # commit and the sink absorbs the repeat.

@@ -132,11 +132,19 @@ def add_readmodel_commands(subparsers: Subparsers) -> None:
     add(subparsers)
 
 
+def add_replay_commands(subparsers: Subparsers) -> None:
+    """``smsfold replay`` and ``smsfold renormalize`` (imported on use, like the read-model commands)."""
+    from smsfold.replay_commands import add_replay_commands as add
+
+    add(subparsers)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_stack_commands,
     add_process_commands,
     add_loadtest_commands,
     add_readmodel_commands,
+    add_replay_commands,
 ]
 """Command groups, in ``--help`` order; each adds its sub-parsers and binds them to handlers."""
 

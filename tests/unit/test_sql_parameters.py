@@ -21,6 +21,12 @@ EXECUTE = {"execute", "execute_iter", "execute_with_progress", "query_dataframe"
 REVIEWED_IDENTIFIERS = {
     ("projections/migrate.py", "db"): "the database name, checked against ^[A-Za-z_][A-Za-z0-9_]*$",
     ("projections/latency.py", "done_at"): "a column expression from the module's constant _STAGE_SQL",
+    ("projections/dump.py", "database"): "a projection database name: the setting or its shadow `{db}_v{N}`",
+    ("projections/dump.py", "table"): "table names listed by system.tables for that database",
+    ("projections/dump.py", "listed"): "backquoted column names listed by DESCRIBE TABLE",
+    ("projections/replay_check.py", "database"): "the shadow database `{db}_v{N}` (setting + integer)",
+    ("projections/replay_check.py", "table"): "keys of the function's constant fact_counts dict",
+    ("projections/shadow.py", "home"): "the shadow database `{db}_v{N}` (setting + integer)",
 }
 # (file, a non-literal SQL argument) → where its text comes from. Reviewed by hand.
 REVIEWED_SQL = {
@@ -28,6 +34,9 @@ REVIEWED_SQL = {
     ("projections/analytics.py", "query.sql"): "constant SQL of the analytics QUERIES registry",
     ("projections/migrate.py", "statement"): "statements of the repository's migration files",
     ("bench/fold.py", "query"): "constant INSERT of the benchmark",
+    ("projections/shadow.py", "statement"): "one RENAME TABLE of table names listed from system.tables",
+    ("projections/verify.py", "query"): "_rows callers: constant columns, tables from the constant list",
+    ("projections/versions.py", "query"): "_execute callers pass constant SQL with %(name)s parameters",
 }
 
 
