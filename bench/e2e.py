@@ -55,13 +55,6 @@ class Step:
         return self.missing == 0 and self.p99_ms <= target_p99_ms and self.achieved_per_s >= 0.95 * self.rate
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 def _options(**kwargs: object) -> LoadTestOptions:
     base: dict[str, object] = {"company_ids": ("loadtest",), "senders": 2000, "workers": 64,
@@ -144,7 +137,7 @@ def main() -> int:
         print(f"baseline: load generator → bare aiohttp handler: {ceiling:,.0f} req/s")
         gateway.start()
         worker.start()
-        gateway.wait_for(lambda: _healthy(url + "/healthz"), 30, "/healthz")
+        gateway.wait_healthy(url)
         warm = run_step(50, 5, url, settle_s=60)  # joins the consumer group, warms every path
         print(f"warm-up: {warm.acked} messages, p99 {warm.p99_ms:.0f} ms")
         best: Step | None = None

@@ -90,13 +90,6 @@ def _post(base_url: str, path: str, headers: dict[str, str], body: bytes) -> int
         return int(exc.code)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 def run_demo(settings: Settings, console: Console | None = None, timeout_s: float = 120.0) -> int:
     console = console or Console()
@@ -114,7 +107,7 @@ def run_demo(settings: Settings, console: Console | None = None, timeout_s: floa
         gateway.start()
         worker.start()
         base = f"http://{settings.gateway.host}:{settings.gateway.port}"
-        gateway.wait_for(lambda: _healthy(base + "/healthz"), 30, "/healthz")
+        gateway.wait_healthy(base)
         messages = _script(companies, random.Random())
         console.print(f"[bold]2. posting {len(messages)} signed Twilio webhooks[/] to {base}")
         for m in messages:

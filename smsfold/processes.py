@@ -7,10 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["ManagedProcess"]
+__all__ = ["ManagedProcess", "http_ok"]
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a GET of ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 class ManagedProcess:
@@ -77,3 +87,7 @@ class ManagedProcess:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"{self.name}: {what} not reached in {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def wait_healthy(self, base_url: str, timeout_s: float = 30.0) -> None:
+        """Wait until the process's ``/healthz`` at ``base_url`` answers 200."""
+        self.wait_for(lambda: http_ok(base_url + "/healthz"), timeout_s, "/healthz")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -81,13 +80,6 @@ def embedded_stack(stack_settings: Settings) -> EmbeddedStack:
     return EmbeddedStack(stack_settings)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 @pytest.fixture(scope="session")
 def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -99,7 +91,7 @@ def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     worker.start()
     base = f"http://{stack_settings.gateway.host}:{stack_settings.gateway.port}"
     try:
-        gateway.wait_for(lambda: _healthy(base + "/healthz"), 30, "/healthz")
+        gateway.wait_healthy(base)
         yield base
     finally:
         gateway.stop()

@@ -9,7 +9,6 @@ import json
 import os
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,13 +46,6 @@ def settings_from(env: dict[str, str]) -> Settings:
                 os.environ[k] = v
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 @dataclass
 class FaultStack:
@@ -79,7 +71,7 @@ class FaultStack:
 
     def start_gateway(self, **env: str) -> ManagedProcess:
         gateway = self.start("gateway", ["gateway"], **env)
-        gateway.wait_for(lambda: _healthy(self.gateway_url + "/healthz"), 30, "/healthz")
+        gateway.wait_healthy(self.gateway_url)
         self.gateway = gateway
         return gateway
 

@@ -56,13 +56,6 @@ def _metric(base: str, name: str) -> float:
     raise AssertionError(f"metric {name} not exported")
 
 
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 def _requests(settings: Settings, base_url: str, n: int, tag: str) -> list[SignedRequest]:
     """``n`` signed webhooks, cycling through Twilio, Telnyx and Bandwidth (dev companies)."""
@@ -160,7 +153,7 @@ class Gateway:
     def start(self, **env: str) -> ManagedProcess:
         self.process = ManagedProcess(f"gateway-{self.port}", ["gateway"], self.log_dir, {**self.env, **env})
         self.process.start()
-        self.process.wait_for(lambda: _healthy(self.base), 30, "/healthz")
+        self.process.wait_healthy(self.base)
         return self.process
 
 
