@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -25,6 +26,9 @@ log = logging.getLogger("smsfold.worker")
 
 _MAX_BACKOFF_S = 5.0
 T = TypeVar("T")
+
+# The delivery futures of the records sent while the current task's batch runs (see run_batches).
+_batch_sends: ContextVar[list[Awaitable[Any]] | None] = ContextVar("batch_sends", default=None)
 
 
 async def retry_forever(what: str, func: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -47,24 +51,39 @@ async def run_batches(
     within_s: float,
     handle: Callable[[Sequence[EventT[bytes]]], Awaitable[None]],
 ) -> None:
-    """Feed batches to ``handle`` and ack a batch only after ``handle`` returned.
+    """Feed batches to ``handle`` and ack a batch only after ``handle`` returned and Kafka acknowledged
+    every record it sent.
 
     Faust's own ``take_events`` acks a batch even when its body raised or was cancelled, and Faust
-    commits acked offsets on errors and on stop, which would skip unprocessed events. Here an
-    unexpected error stops the whole process instead: nothing past the last finished batch is
-    committed, and the restarted worker processes the batch again.
+    commits acked offsets on errors and on stop, which would skip unprocessed events. Faust also
+    commits after a producer flush that does not raise when a send failed (it only logs a warning),
+    so an output Kafka refused would be lost behind a committed input. Here an unexpected error or a
+    refused send stops the whole process instead: nothing past the last confirmed batch is committed,
+    and the restarted worker processes the batch again.
     """
     # noack_take is faust-streaming's manual-ack variant of take_events (absent from StreamT's stubs).
     async for batch in stream.noack_take(max_events, within=within_s):  # type: ignore[attr-defined]
         events = cast(Sequence[EventT[bytes]], batch)
+        sends: list[Awaitable[Any]] = []
+        token = _batch_sends.set(sends)
         try:
             await handle(events)
+            await asyncio.gather(*sends)  # each resolves to Kafka's ack, or raises what the send met
         except Exception:
             log.critical("unexpected error in %s; exiting, batch not committed", stream, exc_info=True)
             logging.shutdown()
             os._exit(70)
+        finally:
+            _batch_sends.reset(token)
         for event in events:
             await stream.ack(event)
+
+
+def _track(delivery: Awaitable[Any]) -> None:
+    """Make the running batch wait for this send's acknowledgement (outside a batch: nothing to wait on)."""
+    sends = _batch_sends.get()
+    if sends is not None:
+        sends.append(delivery)
 
 
 @dataclass
@@ -83,13 +102,13 @@ class WorkerContext:
     async def dead_letter(self, key: bytes | None, value: bytes, reason: str, source: str) -> None:
         """Park a record that cannot be processed, with its reason and original bytes."""
         log.warning("dead-lettered a record from %s: %s", source, reason)
-        await self.deadletter_topic.send(
+        _track(await self.deadletter_topic.send(
             key=key, value=value, headers={"reason": reason.encode(), "source_topic": source.encode()}
-        )
+        ))
 
     async def emit(self, event: Event) -> None:
-        """Send a domain event to ``sms.events``; Faust flushes it before committing the source offset."""
-        await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event))
+        """Send a domain event to ``sms.events``; the batch is acked only after Kafka acknowledged it."""
+        _track(await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event)))
 
     def decode_event(self, value: bytes) -> Event | None:
         """A record of ``sms.events`` as an event, or None for poison (undecodable, not an event, or
