@@ -12,6 +12,7 @@ import faust
 
 from agents.attributor import register_attribution_decider
 from agents.base import WorkerContext
+from agents.consumer import WorkerApp
 from agents.normalizer import register_normalizer
 from agents.profile_decider import register_profile_decider
 from agents.projectors import register_projectors
@@ -30,7 +31,7 @@ def _broker_urls(bootstrap_servers: str) -> list[str]:
 def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.App:
     """Build the Faust app with its agents; nothing connects until the worker starts."""
     kafka, topics, worker = settings.kafka, settings.topics, settings.worker
-    app = faust.App(
+    app = WorkerApp(
         worker.app_id,
         broker=_broker_urls(kafka.bootstrap_servers),
         store=worker.store,

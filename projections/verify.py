@@ -27,8 +27,8 @@ from streams.codec import AvroCodec
 from streams.events import RawWebhook
 from streams.readback import read_topic
 
-__all__ = ["KINDS", "Check", "EventLog", "VerifyReport", "missing_from_raw", "read_event_log",
-           "read_redis", "verify"]
+__all__ = ["KINDS", "Check", "EventLog", "VerifyReport", "missing_from_raw", "raw_positions",
+           "read_event_log", "read_redis", "verify"]
 
 KINDS = ("missing", "doubled", "differing", "extra")
 
@@ -351,12 +351,21 @@ def _compare_lists(check: Check, profile: str, want: list[Any], got: list[Any]) 
         check.add("differing", f"{profile}: order")
 
 
+def raw_positions(settings: Settings, dedupe_keys: Iterable[str],
+                  timeout_s: float = 60.0) -> dict[str, tuple[int, int]]:
+    """Where the webhooks with these dedupe keys are on ``sms.webhooks.raw``: key → (partition, offset)
+    of its first copy; a key that is not there is left out."""
+    wanted = set(dedupe_keys)
+    codec = AvroCodec()
+    found: dict[str, tuple[int, int]] = {}
+    for msg in read_topic(settings.kafka, settings.topics.raw, timeout_s):
+        record = codec.decode(msg.value() or b"")
+        if isinstance(record, RawWebhook) and record.dedupe_key in wanted:
+            found.setdefault(record.dedupe_key, (msg.partition() or 0, msg.offset() or 0))
+    return found
+
+
 def missing_from_raw(settings: Settings, dedupe_keys: Iterable[str], timeout_s: float = 60.0) -> set[str]:
     """The acknowledged webhooks (by dedupe key) that are not on ``sms.webhooks.raw``."""
     wanted = set(dedupe_keys)
-    codec = AvroCodec()
-    for msg in read_topic(settings.kafka, settings.topics.raw, timeout_s):
-        record = codec.decode(msg.value() or b"")
-        if isinstance(record, RawWebhook):
-            wanted.discard(record.dedupe_key)
-    return wanted
+    return wanted - raw_positions(settings, wanted, timeout_s).keys()

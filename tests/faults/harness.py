@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config import Settings, load_companies, load_settings
-from projections.verify import KINDS, VerifyReport, missing_from_raw, read_event_log, verify
+from projections.verify import KINDS, VerifyReport, missing_from_raw, raw_positions, read_event_log, verify
 from smsfold.loadtest.generate import PlannedMessage, plan_messages
 from smsfold.loadtest.options import LoadTestOptions
 from smsfold.loadtest.run import signer
@@ -200,12 +200,22 @@ def settle(faults: FaultStack, load: Load, fault_ended_at: float, budget_s: floa
             recovery = time.monotonic() - fault_ended_at
             break
         if time.monotonic() > deadline:
-            what = report.summary() if report else f"{len(lost)} acknowledged webhooks not in sms.events"
+            what = report.summary() if report else _describe_lost(settings, load, lost)
             raise AssertionError(f"not recovered {budget_s:g}s after the fault ended: {what}")
         time.sleep(1.0)
     # The audit log too: every acknowledged request is on sms.webhooks.raw.
     not_raw = missing_from_raw(settings, (load.dedupe_keys[sid] for sid in acked))
     return Outcome(len(acked), len(lost) + len(not_raw), doubled, recovery, report)
+
+
+def _describe_lost(settings: Settings, load: Load, lost: set[str]) -> str:
+    """The lost webhooks with where each is on the raw topic (partition@offset), for the failure message."""
+    keys = {load.dedupe_keys[sid]: sid for sid in lost}
+    where = raw_positions(settings, keys)
+    ordered = sorted(keys, key=lambda k: where.get(k, (-1, -1)))
+    listed = ", ".join(f"{keys[k]} at raw {where[k][0]}@{where[k][1]}" if k in where
+                       else f"{keys[k]} not on raw" for k in ordered)
+    return f"{len(lost)} acknowledged webhooks not in sms.events: {listed}"
 
 
 def record(test: str, outcome: Outcome, load: Load, **figures: object) -> None:

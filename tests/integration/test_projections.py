@@ -50,14 +50,20 @@ def _assert_projections_equal_fold(settings: Settings, events: list[Event]) -> N
         "redis links", "redis vendor_messages", "redis message_status")), checked
 
 
-@pytest.mark.parametrize("deliveries", [1, 2], ids=["once", "every-event-twice"])
-def test_projections_equal_the_fold(stack_settings: Settings, deliveries: int) -> None:
+def _redecided(event: Event) -> Event:
+    """The copy a decider emits when it decides a cause again after a crash: same id, a later time."""
+    return event.model_copy(update={"occurred_at": event.occurred_at + 1})
+
+
+@pytest.mark.parametrize("deliveries", ["once", "every-event-twice", "every-event-twice-restamped"])
+def test_projections_equal_the_fold(stack_settings: Settings, deliveries: str) -> None:
     # A small timeline cap so trimming happens (profiles have ~15 events).
     base = stack_settings.model_copy(update={"projector": stack_settings.projector.model_copy(
         update={"timeline_entries": 6})})
     settings = private_settings(base)
     events = _workload()
-    stream = events if deliveries == 1 else events + events[::-1]
+    stream = {"once": events, "every-event-twice": events + events[::-1],
+              "every-event-twice-restamped": events + [_redecided(e) for e in events[::-1]]}[deliveries]
     total = produce(settings, stream)
     with running(settings, "clickhouse", "redis") as runners:
         wait_folded(runners, total)

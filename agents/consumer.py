@@ -1,0 +1,96 @@
+"""The worker's Faust app class, with a Kafka consumer that never commits over an unprocessed record.
+
+faust-streaming (0.15) can skip records for good, which the worker-kill fault test caught (acknowledged
+webhooks on ``sms.webhooks.raw``, behind the normalizer's committed offset, never normalized):
+
+1. Around a rebalance Faust drops records it has already fetched (flow-control queues cleared, records of
+   a partition that is not active at that moment left out of ``getmany``) without seeking back, so the
+   fetcher goes on after them.
+2. When the next record it delivers is not the one after the last, Faust takes the missing offsets for a
+   compaction or transaction gap (``_add_gap``) and commits over them.
+3. It also commits when the first acked offset is one past the committed position: it reads Kafka's
+   committed offset ("next to read") as "last done", so a single missing record is committed over; and
+   for a partition the group never committed it commits from whatever offset was acked first.
+
+smsfold's agent topics are never compacted and never written in transactions, so a jump in offsets can
+only be records Faust dropped. :class:`WorkerApp`'s consumer records no gaps, takes a partition's first
+offset as its committed position when the group has none (the worker reads from the earliest), refuses to
+commit while the first acked offset is past the committed position, and seeks the partition back to the
+committed position so the dropped records are fetched again (what was processed meanwhile is processed twice,
+which deterministic event ids and idempotent writes absorb).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from functools import cached_property
+from typing import ClassVar
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, ConsumerT, TransportT
+
+__all__ = ["WorkerApp"]
+
+log = logging.getLogger("smsfold.worker")
+
+# After a seek back, records fetched before it are still on their way: give the re-fetch this long
+# before seeking again.
+_REWIND_EVERY_S = 10.0
+
+
+class _HoleSafeConsumer(aiokafka_driver.Consumer):
+    @cached_property
+    def _rewound_at(self) -> dict[TP, float]:
+        return {}
+
+    @cached_property
+    def _rewinds(self) -> set[asyncio.Task[None]]:
+        return set()
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        # Faust leaves the committed position unknown (None, or 0 read as None) where the group has none;
+        # the first record the worker must process there is the partition's first.
+        unknown = [tp for tp in self.assignment()
+                   if self._committed_offset[tp] is None and self.app.topics.acks_enabled_for(tp.topic)]
+        if unknown and self.app.conf.consumer_auto_offset_reset == "earliest":
+            self._committed_offset.update(await self.earliest_offsets(*unknown))
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Not a gap: Faust dropped these records. Nothing is recorded, so nothing is committed over them;
+        # _new_offset seeks back to fetch them again.
+        log.warning("%s: records %d..%d were skipped by the fetcher; they will be fetched again",
+                    tp, offset_from, offset_to - 1)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None and (head := min(acked)) > committed:
+            self._rewind(tp, committed, head)
+            return None
+        return super()._new_offset(tp)
+
+    def _rewind(self, tp: TP, committed: int, head: int) -> None:
+        now = time.monotonic()
+        if now - self._rewound_at.get(tp, -_REWIND_EVERY_S) < _REWIND_EVERY_S:
+            return
+        self._rewound_at[tp] = now
+        log.warning("not committing %s past offset %d, never processed (processed from %d on): seeking "
+                    "back to it", tp, committed, head)
+        task = asyncio.get_running_loop().create_task(self.seek(tp, committed))
+        self._rewinds.add(task)
+        task.add_done_callback(self._rewinds.discard)
+
+
+class _Transport(aiokafka_driver.Transport):
+    Consumer: ClassVar[type[ConsumerT]] = _HoleSafeConsumer
+
+
+class WorkerApp(faust.App):
+    """faust.App with the hole-safe consumer (the producer transport is Faust's own)."""
+
+    def _new_transport(self) -> TransportT:
+        return _Transport(self.conf.broker_consumer, self)
