@@ -18,6 +18,8 @@ offset as its committed position when the group has none (the worker reads from 
 commit while the first acked offset is past the committed position, and seeks the partition back to the
 committed position so the dropped records are fetched again (what was processed meanwhile is processed twice,
 which deterministic event ids and idempotent writes absorb).
+
+It also reports true high watermarks to table recovery (see :meth:`_HoleSafeConsumer.highwaters`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from functools import cached_property
 from typing import ClassVar
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ConsumerT, TransportT
+
+from streams.readback import true_ends
 
 __all__ = ["WorkerApp"]
 
@@ -58,6 +63,17 @@ class _HoleSafeConsumer(aiokafka_driver.Consumer):
                    if self._committed_offset[tp] is None and self.app.topics.acks_enabled_for(tp.topic)]
         if unknown and self.app.conf.consumer_auto_offset_reset == "earliest":
             self._committed_offset.update(await self.earliest_offsets(*unknown))
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        # Table recovery reads a changelog up to its high watermark and refuses to start when a table is
+        # ahead of it. The embedded broker (Tansu) reports the base offset of the last batch + 1, so a
+        # recovery would stop short of the last batch's records, or crash after a rebalance
+        # (ConsistencyError); the real ends are read instead.
+        reported = await super().highwaters(*partitions)
+        bootstrap = ",".join(f"{url.host}:{url.port}" for url in self.app.conf.broker_consumer)
+        ends = await asyncio.to_thread(
+            true_ends, bootstrap, {(tp.topic, tp.partition): hw for tp, hw in reported.items()})
+        return {tp: ends[(tp.topic, tp.partition)] for tp in reported}
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Not a gap: Faust dropped these records. Nothing is recorded, so nothing is committed over them;

@@ -156,8 +156,10 @@ class EmbeddedStack:
             return [binary, *args.split()]
         if name == "clickhouse":
             return [binary, f"--config-file={self.state_dir / 'clickhouse' / 'config.xml'}"]
-        flags = f"--port {st.redis_port} --bind 127.0.0.1 --appendonly no --daemonize no".split()
-        return [binary, *flags, "--save", "", "--dir", str(self.state_dir / "redis")]
+        # Append-only file, fsync every second (Redis's recommended durability): the read models survive
+        # a restart of Redis, as they must in production; RDB snapshots off.
+        flags = f"--port {st.redis_port} --bind 127.0.0.1 --appendonly yes --appendfsync everysec".split()
+        return [binary, *flags, "--daemonize", "no", "--save", "", "--dir", str(self.state_dir / "redis")]
 
     def _markers(self, name: str) -> tuple[str, ...]:
         """Strings of which only our process of ``name`` has one in its command line."""

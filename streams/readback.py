@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from config.settings import KafkaSettings
 
-__all__ = ["ReadbackError", "read_topic"]
+__all__ = ["ReadbackError", "read_topic", "true_ends"]
 
 
 class ReadbackError(RuntimeError):
@@ -58,5 +58,34 @@ def read_topic(
             late = sorted(remaining)
             raise ReadbackError(f"{topic} not read to its end in {timeout_s:g}s: partitions {late}")
         return out
+    finally:
+        consumer.close()
+
+
+def true_ends(bootstrap_servers: str, watermarks: dict[tuple[str, int], int],
+              quiet_s: float = 0.3, timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+    """The real end (last offset + 1) of each (topic, partition) whose reported high watermark is given:
+    reads from the watermark's record on, which on Tansu returns the whole last batch. A partition whose
+    watermark is 0 is empty. Correct on any broker (on Kafka it just reads the last record)."""
+    ends = dict(watermarks)
+    wanted = {tp: end for tp, end in watermarks.items() if end > 0}
+    if not wanted:
+        return ends
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"ends-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    try:
+        consumer.assign([TopicPartition(t, p, end - 1) for (t, p), end in wanted.items()])
+        pending = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        last_seen = time.monotonic()
+        while time.monotonic() < deadline and (pending or time.monotonic() - last_seen < quiet_s):
+            for msg in consumer.consume(num_messages=10_000, timeout=0.1):
+                if msg.error() is not None:
+                    continue
+                last_seen = time.monotonic()
+                tp = (msg.topic() or "", msg.partition() or 0)
+                ends[tp] = max(ends[tp], (msg.offset() or 0) + 1)
+                pending.discard(tp)
+        return ends
     finally:
         consumer.close()
