@@ -41,8 +41,19 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+TEST_PORT_BASE ?= $(or $(SMSFOLD_TEST_PORT_BASE),24000)
+FAULTS_LOG := reports/faults-run.log
+
+# The fault tests spend most of their time waiting out outages, so they run beside the rest of the suite,
+# on their own ports (TEST_PORT_BASE + 1000) and their own temp dir; their output is printed after.
 test: deps lint ## lint, then the test suite (tests start the embedded stack themselves)
-	$(VENV)/bin/pytest -q
+	@mkdir -p reports; tmp=$$(mktemp -d); \
+	SMSFOLD_TEST_PORT_BASE=$$(( $(TEST_PORT_BASE) + 1000 )) $(VENV)/bin/pytest -q -p no:cacheprovider \
+		--basetemp="$$tmp/faults" tests/faults > $(FAULTS_LOG) 2>&1 & faults=$$!; \
+	SMSFOLD_TEST_PORT_BASE=$(TEST_PORT_BASE) $(VENV)/bin/pytest -q --ignore=tests/faults; rest=$$?; \
+	wait $$faults; status=$$?; echo "== tests/faults (ran beside the rest)"; cat $(FAULTS_LOG); \
+	if [ $$rest -eq 0 ] && [ $$status -eq 0 ]; then rm -rf "$$tmp"; \
+	else echo "fault test processes' logs kept in $$tmp"; exit 1; fi
 
 demo: deps ## run the end-to-end demo on the embedded stack
 	$(VENV)/bin/smsfold demo
