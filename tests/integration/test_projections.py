@@ -17,7 +17,7 @@ from projections.migrate import apply_migrations
 from projections.verify import verify
 from smsfold.workload import generate_events
 from streams.codec import AvroCodec
-from streams.events import Event
+from streams.events import ConsentChanged, Event
 from streams.readback import read_topic
 from tests.conftest import wait_until
 from tests.integration.projection_helpers import (
@@ -51,8 +51,12 @@ def _assert_projections_equal_fold(settings: Settings, events: list[Event]) -> N
 
 
 def _redecided(event: Event) -> Event:
-    """The copy a decider emits when it decides a cause again after a crash: same id, a later time."""
-    return event.model_copy(update={"occurred_at": event.occurred_at + 1})
+    """The copy a decider emits when it decides a cause again after a crash or a rebalance: same id, a
+    later time and, for a consent change, the version of another copy of its cause."""
+    update: dict[str, int] = {"occurred_at": event.occurred_at + 1}
+    if isinstance(event, ConsentChanged):
+        update["version"] = event.version + 1
+    return event.model_copy(update=update)
 
 
 @pytest.mark.parametrize("deliveries", ["once", "every-event-twice", "every-event-twice-restamped"])
