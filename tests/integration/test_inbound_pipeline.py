@@ -155,9 +155,10 @@ def test_start_stop_help_gives_unsubscribed_one_confirmation_and_one_help_reply(
     assert all(p["kind"] == "auto_reply" and p["from_number"] == ACME_NUMBER for p in replies)
     assert sum("unsubscribed" in p["body"] for p in replies) == 1
     assert sum("Help at" in p["body"] for p in replies) == 1
+    # Each classified as sent. (Their order is shown by the consent above, ending unsubscribed: the
+    # normalizer's stage times cannot show it, three messages of one request share a millisecond.)
     inbound = _rows(ch, profile, "InboundReceived")
-    assert [p["message_type"] for p in sorted(inbound, key=lambda p: p["stage_times"]["validated"])] == [
-        "subscribe", "unsubscribe", "help"]
+    assert sorted(p["message_type"] for p in inbound) == ["help", "subscribe", "unsubscribe"]
     assert all(p["vendor"] == vendor for p in inbound)
 
 
