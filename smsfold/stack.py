@@ -82,11 +82,19 @@ def _broker_bin() -> str:
         ) from exc
 
 
-def _cmdline(pid: int) -> list[str]:
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (its command line may be empty meanwhile: during exec)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            if stat.read().rsplit(b")", 1)[-1].split()[0] in (b"Z", b"X"):
-                return []
+            return stat.read().rsplit(b")", 1)[-1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    if not _running(pid):
+        return []
+    try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmd:
             return [part.decode(errors="replace") for part in cmd.read().split(b"\0") if part]
     except OSError:
@@ -277,7 +285,8 @@ class EmbeddedStack:
     def _wait_healthy(self, name: str, pid: int | None) -> None:
         deadline = time.monotonic() + self.settings.stack.start_timeout_s
         while True:
-            if pid is not None and not _cmdline(pid):
+            # Not _cmdline: it reads empty for a moment while the launcher's child execs the server.
+            if pid is not None and not _running(pid):
                 log = self.state_dir / "logs" / f"{name}.log"
                 raise StackError(f"{name} exited while starting; see {log}: {_last_line(log)}")
             reason = self.check(name)
