@@ -361,8 +361,19 @@ class EmbeddedStack:
         for name in COMPONENTS:  # fail on a missing binary or taken port before starting anything
             if self.is_embedded(name) and self.pid(name) is None:
                 self._preflight(name)
-        for name in COMPONENTS:
-            self.start(name)
+        started: list[str] = []
+        try:
+            for name in COMPONENTS:
+                if self.is_embedded(name) and self.pid(name) is None:
+                    started.append(name)
+                self.start(name)
+        except BaseException:
+            # Leave nothing running that this call started (a caller's cleanup usually follows a
+            # successful up() only).
+            for name in reversed(started):
+                with suppress(StackError):
+                    self.stop(name)
+            raise
 
     def stop(self, name: str, timeout_s: float | None = None) -> bool:
         """Stop our ``name`` process (signal, then SIGKILL after a grace period); False if none ran."""
