@@ -14,7 +14,7 @@ from rich.table import Table
 
 from config.settings import Settings
 from projections.projectors import PROJECTIONS
-from projections.replay import Plan, Rebuild, ReplayError, plan, rollback, start_rebuilds
+from projections.replay import Plan, Rebuild, ReplayError, fewer_gc_passes, plan, rollback, start_rebuilds
 from projections.replay_check import TopicSummary, VerifyError, summarize
 from streams.codec import AvroCodec
 
@@ -72,7 +72,8 @@ def _summaries(settings: Settings, rebuilds: list[Rebuild], codec: AvroCodec) ->
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild, verify and swap in the chosen projections (or roll one back, or print the plan)."""
     try:
-        return _replay(settings, args)
+        with fewer_gc_passes():
+            return _replay(settings, args)
     except ReplayError as exc:
         print(f"smsfold: error: {exc}", file=sys.stderr)
         return 2

@@ -152,7 +152,8 @@ def _env(settings: Settings) -> dict[str, str]:
             "SMSFOLD_REDIS__KEY_PREFIX": settings.redis.key_prefix,
             "SMSFOLD_PROJECTOR__GROUP_PREFIX": settings.projector.group_prefix,
             # Small batches, so the rebuild is still running when it is killed.
-            "SMSFOLD_PROJECTOR__BATCH_SIZE": "50", "SMSFOLD_PROJECTOR__BATCH_SECONDS": "0.05"}
+            "SMSFOLD_PROJECTOR__BATCH_SIZE": "50", "SMSFOLD_PROJECTOR__REBUILD_BATCH_SIZE": "50",
+            "SMSFOLD_PROJECTOR__BATCH_SECONDS": "0.05"}
 
 
 class _Collect:
