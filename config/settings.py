@@ -178,6 +178,9 @@ class ProjectorSettings(_Frozen):
     # most two a second while leaving room for p99 ≤ 1 s from gateway receipt to projection.
     batch_size: int = Field(default=10_000, ge=1)
     batch_seconds: float = Field(default=0.5, gt=0)
+    # A rebuild reads a backlog, not a trickle: bigger batches mean fewer parts for ClickHouse to write
+    # and merge (Redis gets them in chunks either way, projections/redis_store.py).
+    rebuild_batch_size: int = Field(default=50_000, ge=1)
     max_backoff_s: float = Field(default=5.0, gt=0)
     # Latest timeline entries kept per profile in Redis; older pages come from ClickHouse.
     timeline_entries: int = Field(default=200, ge=1)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from config.settings import Settings
 from projections.projectors import PROJECTIONS
-from projections.replay import Plan, Rebuild, ReplayError, plan, rollback
+from projections.replay import Plan, Rebuild, ReplayError, fewer_gc_passes, plan, rollback, start_rebuilds
 from projections.replay_check import TopicSummary, VerifyError, summarize
 from streams.codec import AvroCodec
 
@@ -44,11 +44,10 @@ def _plan_table(p: Plan) -> Table:
 def _progress(rebuilds: list[Rebuild], started: float) -> Group:
     tables = []
     for r in rebuilds:
-        assert r.runner is not None
         elapsed = max(time.monotonic() - started, 1e-3)
-        rate = r.runner.folded / elapsed
+        rate = r.folded / elapsed
         positions, lag = r.positions(), r.lag()
-        table = Table(title=f"{r.name} v{r.plan.version}: {r.runner.folded:,} events, {rate:,.0f} events/s, "
+        table = Table(title=f"{r.name} v{r.plan.version}: {r.folded:,} events, {rate:,.0f} events/s, "
                             f"lag {sum(lag.values()):,}")
         for column in ("partition", "position", "end", "lag"):
             table.add_column(column, justify="right")
@@ -73,7 +72,8 @@ def _summaries(settings: Settings, rebuilds: list[Rebuild], codec: AvroCodec) ->
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild, verify and swap in the chosen projections (or roll one back, or print the plan)."""
     try:
-        return _replay(settings, args)
+        with fewer_gc_passes():
+            return _replay(settings, args)
     except ReplayError as exc:
         print(f"smsfold: error: {exc}", file=sys.stderr)
         return 2
@@ -104,8 +104,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         console.print(_plan_table(r.plan))
     started = time.monotonic()
     try:
-        for r in rebuilds:
-            r.start()
+        start_rebuilds(rebuilds)
         with Live(_progress(rebuilds, started), console=console, refresh_per_second=2) as live:
             while True:
                 time.sleep(0.5)
@@ -117,7 +116,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         for r in rebuilds:
             r.stop()
         built_s = time.monotonic() - started
-        folded = {r.name: r.runner.folded if r.runner else 0 for r in rebuilds}
+        folded = {r.name: r.folded for r in rebuilds}
         print(f"built {', '.join(f'{n} {c:,} events' for n, c in folded.items())} in {built_s:.1f}s",
               file=sys.stderr)
         summaries = _summaries(settings, rebuilds, codec)
