@@ -9,26 +9,15 @@
 -- event_id), the copy projected last wins, as in `events`. Readers still get one profile's rows from the
 -- key's prefix and sort them (newest first for the timeline, by version for the consent history).
 --
+-- Each new table takes its columns from the old one (CREATE TABLE ... AS), so INSERT ... SELECT * copies
+-- column for column.
 -- Each materialized view writes to the table of its name (resolved by name), so the new table takes that
 -- name in one RENAME and the view feeds it from then on; rows the old table received are copied over,
 -- those that reached it around the RENAME included (duplicates collapse).
 -- Not idempotent past a RENAME: if this file fails after one, finish it by hand (copy, then drop the
 -- `*_002` table) and record the migration, or rebuild with `smsfold replay --projection clickhouse`.
 
-CREATE TABLE IF NOT EXISTS {db}.timeline_by_id
-(
-    company_id String,
-    profile_key String,
-    occurred_at UInt64,
-    event_id String,
-    event_type String,
-    event_date Date,
-    message_id String,
-    flow_id String,
-    campaign_id String,
-    payload String,
-    projected_at UInt64
-)
+CREATE TABLE IF NOT EXISTS {db}.timeline_by_id AS {db}.timeline
 ENGINE = ReplacingMergeTree(projected_at)
 PARTITION BY toYYYYMM(event_date)
 ORDER BY (company_id, profile_key, event_id);
@@ -39,20 +28,7 @@ INSERT INTO {db}.timeline SELECT * FROM {db}.timeline_002;
 
 DROP TABLE IF EXISTS {db}.timeline_002;
 
-CREATE TABLE IF NOT EXISTS {db}.consent_history_by_id
-(
-    company_id String,
-    profile_key String,
-    version UInt64,
-    event_id String,
-    event_date Date,
-    occurred_at UInt64,
-    status String,
-    previous_status String,
-    source String,
-    method String,
-    projected_at UInt64
-)
+CREATE TABLE IF NOT EXISTS {db}.consent_history_by_id AS {db}.consent_history
 ENGINE = ReplacingMergeTree(projected_at)
 PARTITION BY toYYYYMM(event_date)
 ORDER BY (company_id, profile_key, event_id);
