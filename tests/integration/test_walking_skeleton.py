@@ -62,7 +62,7 @@ def test_signed_stop_ends_unsubscribed_in_redis_and_as_rows_in_clickhouse(
         lambda: (got := ch.execute(
             "SELECT event_type, count() FROM events FINAL WHERE profile_key = %(p)s "
             "AND event_type IN ('ConsentChanged', 'InboundReceived', 'SendRequested') GROUP BY event_type "
-            "ORDER BY event_type", {"p": f"acme:{sender}"})) and len(got) == 3 and got,
+            "ORDER BY event_type", {"p": f"acme:{sender}"})) and sum(n for _, n in got) >= 6 and got,
         30, "six rows in ClickHouse")
     assert rows == [("ConsentChanged", 2), ("InboundReceived", 2), ("SendRequested", 2)]
     vendor_ids = {p for (p,) in ch.execute(
