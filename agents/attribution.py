@@ -1,10 +1,12 @@
 """The attribution fold: last touch, from a profile's recent SMS touches to ConversionAttributed or nothing.
 
 Touches are human link clicks (window 5 days by default) and deliveries (12 hours); bot clicks never
-count. A conversion is credited to the latest touch that happened at or before it and within its
-window, a window's edge included (a click exactly 5 days before counts, one millisecond more does not);
-on equal times a click beats a delivery. Re-processing is harmless: a conversion already decided
-re-emits the very same event (or nothing again), and a repeated touch is recognised by its event id.
+count. A delivery is our ``DeliveryStatusChanged`` reaching delivered (it carries our message, flow and
+campaign ids), not the vendor's ``MessageDelivered`` callback, which knows only the vendor's message id.
+A conversion is credited to the latest touch that happened at or before it and within its window, a
+window's edge included (a click exactly 5 days before counts, one millisecond more does not); on equal
+times a click beats a delivery. Re-processing is harmless: a conversion already decided re-emits the
+very same event (or nothing again), and a repeated touch is recognised by its event id.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from config.settings import AttributionSettings
 from streams.events import (
     ConversionAttributed,
     ConversionRecorded,
+    DeliveryStatusChanged,
     Event,
     LinkClicked,
-    MessageDelivered,
     event_id_for,
 )
+from streams.statuses import delivery_outcome
 
 __all__ = ["AttributionState", "Touch", "fold_attribution"]
 
@@ -67,8 +70,8 @@ class AttributionState:
 def _touch(event: Event) -> Touch | None:
     if isinstance(event, LinkClicked):
         kind = None if event.is_bot else CLICK
-    elif isinstance(event, MessageDelivered):
-        kind = DELIVERY
+    elif isinstance(event, DeliveryStatusChanged):
+        kind = DELIVERY if delivery_outcome(event.status, event.previous_status) == "delivered" else None
     else:
         kind = None
     if kind is None:

@@ -9,11 +9,11 @@ from faust.types import EventT
 
 from agents.attribution import AttributionState, fold_attribution
 from agents.base import WorkerContext, run_batches
-from streams.events import ConversionRecorded, LinkClicked, MessageDelivered
+from streams.events import ConversionRecorded, DeliveryStatusChanged, LinkClicked
 
 __all__ = ["register_attribution_decider"]
 
-_RELEVANT = (LinkClicked, MessageDelivered, ConversionRecorded)
+_RELEVANT = (LinkClicked, DeliveryStatusChanged, ConversionRecorded)
 
 
 def register_attribution_decider(ctx: WorkerContext) -> None:

@@ -1,6 +1,6 @@
 """The analysts' ready queries: the same SQL as ``docs/analytics.md`` (a test keeps them identical).
 
-Every query reads the exact rollups of migrations/002 (views over FINAL fact tables), takes the
+Every query reads the exact rollups of migrations/002 and 004 (views over FINAL fact tables), takes the
 parameters ``company`` ('' for every company), ``since`` and ``until`` (dates, inclusive), and returns
 rows with the column names given here. ``smsfold stats`` prints them.
 """
@@ -69,7 +69,7 @@ ANY LEFT JOIN
     WHERE day BETWEEN %(since)s AND %(until)s
     GROUP BY company_id
 ) AS total USING (company_id)
-WHERE event_type = 'MessageFailed'
+WHERE outcome = 'failed'
   AND (%(company)s = '' OR company_id = %(company)s)
   AND day BETWEEN %(since)s AND %(until)s
 GROUP BY company_id, failure_category

@@ -15,7 +15,7 @@ from projections.conversation import CONVERSATION_KEEP, conversation_entry, is_c
 from projections.links import encode_link, link_from_event
 from projections.message_status import status_of
 from projections.redis_store import timeline_entry
-from streams.statuses import status_rank
+from streams.statuses import delivery_outcome, status_rank
 
 __all__ = ["FoldedRedis", "fold_message_stats", "fold_redis", "unique_events"]
 
@@ -106,11 +106,15 @@ def fold_message_stats(events: Iterable[dict[str, Any]]) -> dict[tuple[str, str,
     stats: dict[tuple[str, str, str, str], dict[str, int]] = {}
     clickers: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
     counted = {"SendRequested": "requested", "SendSkipped": "skipped", "MessageSent": "sent",
-               "MessageDelivered": "delivered", "MessageFailed": "failed",
                "ConversionAttributed": "conversions"}
     for e in unique_events(events).values():
         kind = e["event_type"]
-        if kind not in counted and kind != "LinkClicked":
+        if kind == "DeliveryStatusChanged":
+            # Delivered and failed are our own status moves (with our message id), not vendor callbacks.
+            column = delivery_outcome(e["status"], e["previous_status"])
+        else:
+            column = counted.get(kind, "")
+        if not column and kind != "LinkClicked":
             continue
         key = (e["company_id"], e.get("flow_id") or "", e.get("campaign_id") or "", e.get("message_id") or "")
         row = stats.setdefault(key, dict.fromkeys(_STAT_COLUMNS, 0))
@@ -121,7 +125,7 @@ def fold_message_stats(events: Iterable[dict[str, Any]]) -> dict[tuple[str, str,
                 row["human_clicks"] += 1
                 clickers[key].add(e["profile_key"])
             continue
-        row[counted[kind]] += 1
+        row[column] += 1
         if kind == "MessageSent":
             row["segments"] += e["segments"]
             row["cost_micros"] += e["cost_micros"]

@@ -1,7 +1,8 @@
 """A realistic, reproducible mix of ``sms.events`` for tests, the demo data set and the fold benchmark.
 
 Per profile: flow and campaign sends (requested, skipped or sent, links, delivered or failed, human and
-bot clicks, conversions and their attribution) and inbound messages with consent changes. A share of
+bot clicks, conversions and their attribution; vendor callbacks and the status moves the profile
+decider derives from them) and inbound messages with consent changes. A share of
 events is repeated later in the stream, as at-least-once delivery would.
 """
 
@@ -15,6 +16,7 @@ from streams.events import (
     ConsentChanged,
     ConversionAttributed,
     ConversionRecorded,
+    DeliveryStatusChanged,
     Event,
     InboundReceived,
     LinkClicked,
@@ -92,14 +94,25 @@ def _profile_events(
         segments = rng.choice((1, 1, 1, 2, 3))
         out.append(MessageSent(**env("MessageSent", msg_id, **ids), vendor="twilio",
                                vendor_message_id=vendor_id, segments=segments, cost_micros=7900 * segments))
+        # As in the live pipeline: the vendor's callback knows only its own message id; the profile
+        # decider's DeliveryStatusChanged that follows it carries ours.
+        out.append(DeliveryStatusChanged(**env("DeliveryStatusChanged", msg_id, "queued", **ids),
+                                         vendor="twilio", vendor_message_id=vendor_id, status="queued"))
         if rng.random() < 0.08:
             code_, category = rng.choice(_FAIL)
-            out.append(MessageFailed(**env("MessageFailed", msg_id, **ids), vendor="twilio",
+            out.append(MessageFailed(**env("MessageFailed", msg_id), vendor="twilio",
                                      vendor_message_id=vendor_id, error_code=code_,
                                      failure_category=category))
+            out.append(DeliveryStatusChanged(**env("DeliveryStatusChanged", msg_id, "failed", **ids),
+                                             vendor="twilio", vendor_message_id=vendor_id, status="failed",
+                                             previous_status="queued", error_code=code_,
+                                             failure_category=category))
             continue
-        out.append(MessageDelivered(**env("MessageDelivered", msg_id, **ids), vendor="twilio",
+        out.append(MessageDelivered(**env("MessageDelivered", msg_id), vendor="twilio",
                                     vendor_message_id=vendor_id))
+        out.append(DeliveryStatusChanged(**env("DeliveryStatusChanged", msg_id, "delivered", **ids),
+                                         vendor="twilio", vendor_message_id=vendor_id, status="delivered",
+                                         previous_status="queued"))
         if rng.random() < 0.1:
             out.append(LinkClicked(**env("LinkClicked", msg_id, "bot", **ids), code=code,
                                    is_bot=True, agent_class="link_preview"))

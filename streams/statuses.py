@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DeliveryStatus", "fold_delivery_status", "status_rank"]
+__all__ = ["DeliveryStatus", "delivery_outcome", "fold_delivery_status", "status_rank"]
 
 
 class DeliveryStatus(StrEnum):
@@ -45,3 +45,18 @@ def fold_delivery_status(current: str | None, incoming: str) -> str:
     if current is None or status_rank(incoming) > status_rank(current):
         return incoming
     return current
+
+
+_REACHED = frozenset((DeliveryStatus.DELIVERED.value, DeliveryStatus.READ.value))
+
+
+def delivery_outcome(status: str, previous_status: str) -> str:
+    """What a ``DeliveryStatusChanged`` from ``previous_status`` to ``status`` counts as in the stats:
+    ``delivered`` the first time a message reaches delivered (or read, which implies it), ``failed`` when
+    it fails, else ``""`` (queued, sent, and read after delivered). The analytics migration 004 computes the
+    same in SQL; a multi-part message delivered and then failed counts once as each."""
+    if status == DeliveryStatus.FAILED.value:
+        return "failed"
+    if status in _REACHED and previous_status not in _REACHED:
+        return "delivered"
+    return ""

@@ -10,7 +10,7 @@ import pytest
 
 from config import Settings
 from projections.clickhouse import clickhouse_client
-from streams.events import ConversionRecorded, LinkClicked, MessageDelivered, event_id_for
+from streams.events import ConversionRecorded, DeliveryStatusChanged, LinkClicked, event_id_for
 from tests.conftest import wait_until
 from tests.integration.projection_helpers import produce
 
@@ -30,7 +30,8 @@ def test_a_conversion_after_a_human_click_is_attributed_once(stack_settings: Set
     order = ConversionRecorded(**env("ConversionRecorded", now + 7_200_000, None), metric="Placed Order",
                                value_micros=42_000_000, currency="USD")
     produce(stack_settings, [
-        MessageDelivered(**env("MessageDelivered", now), vendor="twilio", vendor_message_id="SMx"),
+        DeliveryStatusChanged(**env("DeliveryStatusChanged", now), vendor="twilio", vendor_message_id="SMx",
+                              status="delivered", previous_status="sent"),
         LinkClicked(**env("LinkClicked", now + 1000), code="c", is_bot=True, agent_class="link_preview"),
         LinkClicked(**env("LinkClicked", now + 60_000), code="c", is_bot=False, agent_class="browser"),
         order,

@@ -23,6 +23,7 @@ import pytest
 
 from config import Settings, load_companies
 from gateway.signatures import basic_credentials
+from projections.clickhouse import clickhouse_client
 from smsfold.webhooks import (
     DEV_VENDOR_KEYS,
     bandwidth_event,
@@ -105,12 +106,26 @@ def test_profile_api_end_to_end(stack_settings: Settings, pipeline: str) -> None
                                         headers=ACME)[1]["messages"], 60, "the conversation message")
     assert [m["body"] for m in messages] == ["Where is my order #1234?"]
 
-    # A delivered transactional message is a touch; a conversion after it is attributed to it.
+    # A delivered transactional message of a flow is a touch; a conversion after it is attributed to it.
+    flow = f"shipping-{phone[-4:]}"
     status, sent = _call(pipeline, "POST", "/v1/messages", {"to": phone, "body": "Your order shipped",
-                                                            "kind": "transactional"}, ACME)
+                                                            "kind": "transactional", "flow_id": flow}, ACME)
     assert status == 202
-    wait_until(lambda: any(i["event_type"] == "MessageDelivered" for i in _timeline(pipeline, phone, 50)),
-               60, "the message delivered")
+    # The simulated vendor's status callback carries only its own message id; the profile decider joins it
+    # to ours and emits DeliveryStatusChanged, which the stats and the attribution count.
+    moves = wait_until(lambda: [i for i in _timeline(pipeline, phone, 50)
+                                if i["event_type"] == "DeliveryStatusChanged" and i["status"] == "delivered"],
+                       60, "the message delivered")
+    assert [(m["message_id"], m["flow_id"]) for m in moves] == [(sent["message_id"], flow)]
+    ch = clickhouse_client(stack_settings.clickhouse)
+    stats = wait_until(lambda: ch.execute(
+        "SELECT flow_id, message_id, sum(sent), sum(delivered), sum(failed) FROM message_stats "
+        "WHERE company_id = 'acme' AND flow_id = %(flow)s GROUP BY flow_id, message_id "
+        "HAVING sum(delivered) > 0", {"flow": flow}), 60, "the delivery in message_stats")
+    assert stats == [(flow, sent["message_id"], 1, 1, 0)]
+    latency = ch.execute("SELECT flow_id, latency_ms FROM delivery_latency WHERE message_id = %(m)s",
+                         {"m": sent["message_id"]})
+    assert len(latency) == 1 and latency[0][0] == flow
     order = {"metric": "Placed Order", "value": 59.9, "currency": "USD", "phone": phone,
              "idempotency_key": f"order-{phone[1:]}"}
     first = _call(pipeline, "POST", "/v1/conversions", order, ACME)
@@ -118,11 +133,9 @@ def test_profile_api_end_to_end(stack_settings: Settings, pipeline: str) -> None
     attributed = wait_until(lambda: [i for i in _timeline(pipeline, phone, 50)
                                      if i["event_type"] == "ConversionAttributed"], 60, "the attribution")
     assert len(attributed) == 1
-    assert (attributed[0]["touch"], attributed[0]["value_micros"], attributed[0]["currency"]) == (
-        "delivery", 59_900_000, "USD")
-    # Known gap (reported): the delivery touch is MessageDelivered, which carries only the vendor's id, so
-    # the attribution's message_id is empty; our id is on the DeliveryStatusChanged that follows it.
-    assert sent["message_id"]
+    assert (attributed[0]["touch"], attributed[0]["value_micros"], attributed[0]["currency"],
+            attributed[0]["message_id"], attributed[0]["flow_id"]) == (
+        "delivery", 59_900_000, "USD", sent["message_id"], flow)
 
     # Paging (3 at a time) returns every event once, newest first.
     items = _timeline(pipeline, phone)

@@ -11,6 +11,7 @@ from config.settings import AttributionSettings
 from streams.events import (
     ConversionAttributed,
     ConversionRecorded,
+    DeliveryStatusChanged,
     Event,
     LinkClicked,
     MessageDelivered,
@@ -33,9 +34,11 @@ def click(n: str, at: int, message: str, bot: bool = False) -> LinkClicked:
                        agent_class="bot" if bot else "browser")
 
 
-def delivered(n: str, at: int, message: str) -> MessageDelivered:
-    return MessageDelivered(**_env("MessageDelivered", n, at, message), vendor="twilio",
-                            vendor_message_id=f"SM{n}")
+def delivered(n: str, at: int, message: str, status: str = "delivered",
+              previous: str = "sent") -> DeliveryStatusChanged:
+    """Our status move, as the profile decider emits it once it joined the vendor's callback."""
+    return DeliveryStatusChanged(**_env("DeliveryStatusChanged", n, at, message), vendor="twilio",
+                                 vendor_message_id=f"SM{n}", status=status, previous_status=previous)
 
 
 def conversion(n: str, at: int) -> ConversionRecorded:
@@ -102,3 +105,16 @@ def test_redelivered_unattributed_conversion_stays_unattributed() -> None:
 def test_repeated_touch_is_kept_once() -> None:
     state, _ = run(click("c1", T, "m1"), click("c1", T, "m1"))
     assert len(state.touches) == 1
+
+
+def test_only_our_status_move_to_delivered_is_a_delivery_touch() -> None:
+    # The vendor's own callback has no message of ours: it is not a touch (the fold's move that follows it
+    # is). Queued/sent moves are not deliveries; failed is not; read right after sent is (it implies
+    # delivery), read after delivered adds no second touch.
+    vendor_callback = MessageDelivered(**_env("MessageDelivered", "v", T, None), vendor="twilio",
+                                       vendor_message_id="SMv")
+    state, out = run(vendor_callback, delivered("q", T, "m1", "queued", ""),
+                     delivered("f", T, "m2", "failed", "sent"), conversion("o1", T + HOUR))
+    assert (state.touches, out) == ((), [])
+    state, _ = run(delivered("r", T, "m3", "read", "sent"), delivered("r2", T + 1, "m4", "read", "delivered"))
+    assert [t.message_id for t in state.touches] == ["m3"]

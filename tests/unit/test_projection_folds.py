@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from config.settings import ClickHouseSettings
 from projections.clickhouse import ClickHouseSink
 from projections.fold import fold_message_stats, fold_redis
 from smsfold.workload import generate_events
+from streams.statuses import delivery_outcome
 
 EVENTS = [e.model_dump() for e in generate_events(6, messages_per_profile=6, duplicate_share=0.0, seed=3)]
 ENVELOPE = {"event_type", "event_id", "company_id", "profile_key", "occurred_at", "received_at",
@@ -64,3 +66,14 @@ def test_clickhouse_columns_carry_the_envelope_and_a_payload_without_it() -> Non
     payload = {k: v for k, v in sent.items() if k not in ENVELOPE}
     assert json.loads(row[12]) == payload and payload["segments"] == sent["segments"]
     assert not ENVELOPE & json.loads(row[12]).keys()
+
+
+@pytest.mark.parametrize(("status", "previous", "outcome"), [
+    ("queued", "", ""), ("sent", "queued", ""), ("delivered", "sent", "delivered"),
+    ("read", "sent", "delivered"), ("read", "delivered", ""), ("failed", "queued", "failed"),
+    ("failed", "delivered", "failed"), ("delivery_unconfirmed", "sent", ""),
+])
+def test_delivery_outcome_counts_the_first_delivery_and_every_failure(
+    status: str, previous: str, outcome: str
+) -> None:
+    assert delivery_outcome(status, previous) == outcome
