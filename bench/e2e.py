@@ -30,7 +30,13 @@ sys.path.insert(0, str(ROOT))
 from config import load_companies, load_settings  # noqa: E402
 from projections.clickhouse import clickhouse_client  # noqa: E402
 from smsfold.loadtest.generate import plan_messages  # noqa: E402
-from smsfold.loadtest.measure import fetch_projected, percentile, wait_for_projection  # noqa: E402
+from smsfold.loadtest.measure import (  # noqa: E402
+    HOPS,
+    fetch_hops,
+    fetch_projected,
+    percentile,
+    wait_for_projection,
+)
 from smsfold.loadtest.options import LoadTestOptions  # noqa: E402
 from smsfold.loadtest.run import signer  # noqa: E402
 from smsfold.loadtest.runner import SendResult, SendStats, send_all  # noqa: E402
@@ -50,6 +56,10 @@ class Step:
     p50_ms: float
     p99_ms: float
     missing: int
+    hops: dict[str, tuple[float, float]]  # hop → (p50, p99) ms
+
+    def hops_text(self) -> str:
+        return ", ".join(f"{hop} {p50:.0f}/{p99:.0f}" for hop, (p50, p99) in self.hops.items())
 
     def ok(self, target_p99_ms: float) -> bool:
         return self.missing == 0 and self.p99_ms <= target_p99_ms and self.achieved_per_s >= 0.95 * self.rate
@@ -104,12 +114,14 @@ def run_step(rate: float, seconds: float, url: str, settle_s: float) -> Step:
         projected = wait_for_projection(
             lambda: fetch_projected(client, ["loadtest"], started_ms - 5000), expected, timeout_s=settle_s
         )
+        hops = fetch_hops(client, ["loadtest"], started_ms)
     finally:
         client.disconnect()
     latencies = [float(projected[m].latency_ms) for m in expected if m in projected]
     span = (max(r.sent_at for r in acked) - min(r.sent_at for r in acked)) if acked else 0.0
     return Step(rate, seconds, len(results), len(acked), len(acked) / span if span else 0.0,
-                percentile(latencies, 50), percentile(latencies, 99), len(expected - projected.keys()))
+                percentile(latencies, 50), percentile(latencies, 99), len(expected - projected.keys()),
+                {hop: (percentile(hops[hop], 50), percentile(hops[hop], 99)) for hop in HOPS})
 
 
 def main() -> int:
@@ -139,13 +151,14 @@ def main() -> int:
         worker.start()
         gateway.wait_healthy(url)
         warm = run_step(50, 5, url, settle_s=60)  # joins the consumer group, warms every path
-        print(f"warm-up: {warm.acked} messages, p99 {warm.p99_ms:.0f} ms")
+        print(f"warm-up: {warm.acked} messages, p99 {warm.p99_ms:.0f} ms ({warm.hops_text()})")
         best: Step | None = None
         for rate in (float(r) for r in args.steps.split(",")):
             step = run_step(rate, args.step_seconds, url, settle_s=30)
             verdict = "ok" if step.ok(args.target_p99_ms) else "over"
             print(f"step {rate:>6.0f}/s: achieved {step.achieved_per_s:7.1f}/s, p50 {step.p50_ms:6.0f} ms, "
                   f"p99 {step.p99_ms:6.0f} ms, missing {step.missing} → {verdict}")
+            print(f"    where the time goes, p50/p99 ms: {step.hops_text()}")
             if not step.ok(args.target_p99_ms):
                 break
             best = step
@@ -156,6 +169,7 @@ def main() -> int:
             print(f"hold {best.rate:.0f}/s for {args.confirm_seconds:.0f} s: achieved "
                   f"{confirmed.achieved_per_s:.1f}/s, p99 {confirmed.p99_ms:.0f} ms, "
                   f"missing {confirmed.missing} → {held}")
+            print(f"    where the time goes, p50/p99 ms: {confirmed.hops_text()}")
         sustained = confirmed.achieved_per_s if confirmed and confirmed.ok(args.target_p99_ms) else 0.0
         print(f"\nsustained inbound rate with p99 ≤ {args.target_p99_ms:.0f} ms: {sustained:,.0f} msg/s")
         print(f"ratio to the bare-handler baseline: {sustained / ceiling if ceiling else 0:.3f}")

@@ -48,6 +48,10 @@ class KafkaSettings(_Frozen):
     # How long a producer keeps retrying one record before it reports failure.
     delivery_timeout_ms: int = 30000
     linger_ms: int = 2
+    # The longest a consumer's fetch waits for data. Kafka answers a waiting fetch as soon as data arrives,
+    # so this only bounds idle polling there; the embedded broker (Tansu) answers only when the wait is
+    # over, so on it every hop between agents costs up to this long (Faust's own default is 1,500 ms).
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     # Loopback brokers gain nothing from compression; clusters across a network usually want lz4.
     compression_type: str = "none"
 

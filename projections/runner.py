@@ -236,7 +236,7 @@ class ProjectorRunner:
             # A store outage is waited out inside the loop; being kicked out of the group only means
             # the uncommitted batch is redelivered, which the sinks absorb.
             "max.poll.interval.ms": 600_000,
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": kafka.fetch_max_wait_ms,
         }
 
     def _resolve(self) -> Target | None:

@@ -6,6 +6,7 @@ projector wrote the event (``projected_at``), both recorded on the event's row, 
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -15,7 +16,8 @@ from clickhouse_driver import Client
 
 from smsfold.loadtest.runner import SendResult
 
-__all__ = ["Projected", "Verdict", "fetch_projected", "percentile", "verify", "wait_for_projection"]
+__all__ = ["HOPS", "Projected", "Verdict", "fetch_hops", "fetch_projected", "percentile", "verify",
+           "wait_for_projection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,34 @@ def fetch_projected(client: Client, companies: Sequence[str], since_ms: int) -> 
         first = min(items, key=lambda item: item[3])
         out[mid] = Projected(mid, frozenset(i[0] for i in items), first[1], first[2], first[3])
     return out
+
+
+_HOPS_QUERY = """
+SELECT min(received_at), min(projected_at), any(visitParamExtractRaw(payload, 'stage_times'))
+FROM events
+WHERE event_type = 'InboundReceived' AND company_id IN %(companies)s AND received_at >= %(since)s
+GROUP BY event_id
+"""
+# Where an inbound message's end-to-end latency goes, from the times it carries: gateway receipt →
+# normalizer done validating it (the raw topic's hop: Kafka ack, fetch, batch wait) → normalizer done
+# classifying it → projected into ClickHouse (sms.events hop and the projector's batch window).
+HOPS = ("to_normalizer", "in_normalizer", "to_clickhouse")
+
+
+def fetch_hops(client: Client, companies: Sequence[str], since_ms: int) -> dict[str, list[float]]:
+    """Each hop's latencies (ms) of the inbound messages projected since a time."""
+    hops: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    for received_at, projected_at, stage_json in client.execute(
+        _HOPS_QUERY, {"companies": tuple(companies), "since": since_ms}
+    ):
+        stages = json.loads(stage_json or "{}")
+        validated, classified = stages.get("validated"), stages.get("classified")
+        if validated is None or classified is None:
+            continue
+        hops["to_normalizer"].append(float(validated - received_at))
+        hops["in_normalizer"].append(float(classified - validated))
+        hops["to_clickhouse"].append(float(projected_at - classified))
+    return hops
 
 
 def wait_for_projection(

@@ -7,6 +7,7 @@ recorded "gaps"; these tests pin the corrected rule, and that the Faust methods 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
@@ -67,3 +68,13 @@ async def test_an_offset_jump_is_not_taken_for_a_gap(consumer: Any) -> None:
     assert consumer._new_offset(TP0) == 12  # up to the hole, never past it
     _acked(consumer, 12, [21])
     assert consumer._new_offset(TP0) is None
+
+
+async def test_the_worker_consumer_takes_its_fetch_wait_from_the_settings() -> None:
+    # Faust passes fetch_max_wait_ms=1500 to aiokafka; the worker's consumer thread replaces it, through
+    # an attribute aiokafka's consumer hands its fetcher at start (checked here to still be that one).
+    app = WorkerApp("unit-fetch-wait", broker="kafka://127.0.0.1:1", web_enabled=False, fetch_max_wait_ms=40)
+    thread = app.consumer._new_consumer_thread()
+    aiokafka_consumer = thread._create_worker_consumer(app.transport)
+    assert aiokafka_consumer._fetch_max_wait_ms == 40
+    assert "self._fetch_max_wait_ms" in inspect.getsource(type(aiokafka_consumer).start)
