@@ -132,10 +132,20 @@ def run_gateway(settings: Settings) -> None:
     )
 
 
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner, which sets the root logger to DEBUG so that it can spin
+    on every record: every library's debug line then builds a LogRecord that the handler drops (~5% of
+    the worker's event loop at 400 inbound messages/s)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+        super().on_setup_root_logger(logger, level)
+
+
 def run_worker(settings: Settings) -> None:
     """Run the Faust worker until interrupted."""
     refuse_unsafe_production(settings)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_worker_app(settings, load_companies(settings.companies_file))
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = QuietWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
