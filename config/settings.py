@@ -47,7 +47,10 @@ class KafkaSettings(_Frozen):
     heartbeat_interval_ms: int = 1500
     # How long a producer keeps retrying one record before it reports failure.
     delivery_timeout_ms: int = 30000
-    linger_ms: int = 2
+    # How long the producer gathers records into one batch. 5 ms instead of 2 ms: the gateway's rate is the
+    # same, but the broker (sharing the gateway's cores) spends ~26 us per record instead of 37-46 us and
+    # librdkafka's broker thread wakes half as often; an ack takes up to 3 ms longer.
+    linger_ms: int = 5
     # Loopback brokers gain nothing from compression; clusters across a network usually want lz4.
     compression_type: str = "none"
 
