@@ -69,13 +69,21 @@ def _raw_webhook_body(raw: RawWebhook) -> bytes:
     for text in (raw.request_id, raw.vendor, raw.endpoint, raw.url, raw.method, raw.content_type):
         data = text.encode("utf-8")
         parts += (lengths[len(data)] if len(data) < 4096 else _long(len(data)), data)
-    if raw.headers:
-        parts.append(_long(len(raw.headers)))
-        for name, value in raw.headers.items():
+    headers = raw.headers
+    if headers:
+        parts.append(lengths[len(headers)] if len(headers) < 4096 else _long(len(headers)))
+        for name, value in headers.items():
             for data in (name.encode("utf-8"), value.encode("utf-8")):
                 parts += (lengths[len(data)] if len(data) < 4096 else _long(len(data)), data)
     body, key = raw.body, raw.dedupe_key.encode("utf-8")
-    parts += (b"\x00", _long(len(body)), body, _long(raw.received_at), _long(len(key)), key)
+    parts += (
+        b"\x00",  # the end of the headers map
+        lengths[len(body)] if len(body) < 4096 else _long(len(body)),
+        body,
+        _long(raw.received_at),
+        lengths[len(key)] if len(key) < 4096 else _long(len(key)),
+        key,
+    )
     return b"".join(parts)
 
 
