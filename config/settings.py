@@ -47,7 +47,10 @@ class KafkaSettings(_Frozen):
     heartbeat_interval_ms: int = 1500
     # How long a producer keeps retrying one record before it reports failure.
     delivery_timeout_ms: int = 30000
-    linger_ms: int = 2
+    # How long the producer gathers records into one batch. 5 ms instead of 2 ms: the gateway's rate is the
+    # same, but the broker (sharing the gateway's cores) spends ~26 us per record instead of 37-46 us and
+    # librdkafka's broker thread wakes half as often; an ack takes up to 3 ms longer.
+    linger_ms: int = 5
     # The longest a consumer's fetch waits for data. Kafka answers a waiting fetch as soon as data arrives,
     # so this only bounds idle polling there; the embedded broker (Tansu) answers only when the wait is
     # over, so on it every hop between agents costs up to this long (Faust's own default is 1,500 ms).

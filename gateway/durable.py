@@ -4,7 +4,6 @@ not answer within the vendor's budget, once it is fsync'd to the local spool."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -58,12 +57,7 @@ class DurableRecorder:
         acks = [self._publisher.start_raw(record, key) for record, key in records]
         for ack in acks:
             ack.add_done_callback(lambda done: self._observe(done, started))
-        # No task per request: wait on the futures themselves (shielded, so a timeout leaves the send alone).
-        if len(acks) == 1:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(acks[0]), budget_s)
-        else:
-            await asyncio.wait(acks, timeout=budget_s)
+        await _settled(acks, budget_s)
         unacked = [records[i] for i, ack in enumerate(acks) if not _acked(ack)]
         if not unacked:
             self._metrics.outcome(vendor, Durability.KAFKA.value)
@@ -92,6 +86,38 @@ class DurableRecorder:
             self._metrics.kafka_ack.observe(time.perf_counter() - started)
         elif not ack.cancelled():
             log.debug("Kafka did not acknowledge a raw record: %s", ack.exception())
+
+
+async def _settled(acks: Sequence[asyncio.Future[None]], timeout_s: float) -> None:
+    """Return once every future is done or ``timeout_s`` passed, whichever comes first; the futures are
+    never cancelled (a late ack still reaches the metrics). One waiter and one timer per request, no task:
+    ``wait_for(shield(...))`` costs two more futures, their callbacks and a running-loop lookup each."""
+    pending = [ack for ack in acks if not ack.done()]
+    if not pending:
+        return
+    loop = pending[0].get_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(pending)
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def one_done(_ack: asyncio.Future[None]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            wake()
+
+    for ack in pending:
+        ack.add_done_callback(one_done)
+    timer = loop.call_later(timeout_s, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for ack in pending:
+            ack.remove_done_callback(one_done)
 
 
 def _acked(ack: asyncio.Future[None]) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,7 +55,8 @@ def error_middleware(observe: RequestObserver | None = None) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[RECEIVED_AT_KEY] = time.time_ns() // 1_000_000
         given = request.headers.get("X-Request-Id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        # 32 random hex digits, like uuid4().hex without its version bits and ~1.4 us cheaper.
+        request_id = given if _REQUEST_ID.match(given) else os.urandom(16).hex()
         request[REQUEST_ID_KEY] = request_id
         try:
             response = await handler(request)
@@ -113,10 +114,9 @@ def metric_labels(request: web.Request) -> tuple[str, str]:
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The raw body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
-    too_large = ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     if request.content_length is not None:
         if request.content_length > limit:
-            raise too_large
+            raise _too_large(limit)
         try:
             return await request.content.readexactly(request.content_length)
         except asyncio.IncompleteReadError:
@@ -125,8 +125,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     async for chunk in request.content.iter_chunked(64 * 1024):
         body += chunk
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
     return bytes(body)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
 
 
 def require_content_type(request: web.Request, *allowed: str) -> str:

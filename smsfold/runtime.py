@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -118,12 +119,28 @@ def refuse_unsafe_production(settings: Settings) -> None:
         raise SystemExit(f"smsfold: {exc}") from None
 
 
+# The youngest generation is collected after this many net allocations (CPython's default is 700).
+GATEWAY_GC_THRESHOLD = (20_000, 20, 10)
+
+
+async def _freeze_heap(_app: web.Application) -> None:
+    """Once started, move everything built so far (modules, settings, the app: ~110,000 objects) out of
+    the cyclic collector's sight and collect the young generation less often. Under load the default
+    thresholds ran a full collection of the whole heap about once a second (~65 ms each, a stall for
+    every request in flight) and ~140 young collections a second: ~12% of the event loop's time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GATEWAY_GC_THRESHOLD)
+
+
 def run_gateway(settings: Settings) -> None:
     """Serve the gateway until interrupted."""
     refuse_unsafe_production(settings)
     configure_logging(settings.log_level)
+    app = build_gateway(settings)
+    app.on_startup.append(_freeze_heap)
     web.run_app(
-        build_gateway(settings),
+        app,
         host=settings.gateway.host,
         port=settings.gateway.port,
         print=None,

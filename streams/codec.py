@@ -18,7 +18,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
 from streams.avro import SCHEMA_DIR, record_models
-from streams.events import AVRO_NAMESPACE
+from streams.events import AVRO_NAMESPACE, RawWebhook
 
 __all__ = ["AvroCodec", "DecodeError", "EncodeError", "schema_fingerprint"]
 
@@ -41,6 +41,50 @@ class EncodeError(ValueError):
 def schema_fingerprint(parsed: Any) -> int:
     """The CRC-64-AVRO fingerprint of a parsed schema's canonical form, as an unsigned int."""
     return int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+
+
+def _long(value: int) -> bytes:
+    """An Avro long: zig-zag, then a little-endian base-128 varint."""
+    if not -(1 << 63) <= value < 1 << 63:
+        raise OverflowError(f"{value} does not fit an Avro long")
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Lengths of strings and bytes, encoded once (a webhook's fields are all shorter than this).
+_LENGTHS = [_long(n) for n in range(4096)]
+
+
+def _raw_webhook_body(raw: RawWebhook) -> bytes:
+    """The Avro body of a RawWebhook, byte for byte what fastavro writes with its schema (a test compares
+    the two): every accepted webhook is encoded once, and this is ~2x faster than model_dump() plus
+    fastavro's generic writer. A field added to RawWebhook fails that test until it is added here."""
+    lengths = _LENGTHS
+    parts: list[bytes] = []
+    for text in (raw.request_id, raw.vendor, raw.endpoint, raw.url, raw.method, raw.content_type):
+        data = text.encode("utf-8")
+        parts += (lengths[len(data)] if len(data) < 4096 else _long(len(data)), data)
+    headers = raw.headers
+    if headers:
+        parts.append(lengths[len(headers)] if len(headers) < 4096 else _long(len(headers)))
+        for name, value in headers.items():
+            for data in (name.encode("utf-8"), value.encode("utf-8")):
+                parts += (lengths[len(data)] if len(data) < 4096 else _long(len(data)), data)
+    body, key = raw.body, raw.dedupe_key.encode("utf-8")
+    parts += (
+        b"\x00",  # the end of the headers map
+        lengths[len(body)] if len(body) < 4096 else _long(len(body)),
+        body,
+        _long(raw.received_at),
+        lengths[len(key)] if len(key) < 4096 else _long(len(key)),
+        key,
+    )
+    return b"".join(parts)
 
 
 class AvroCodec:
@@ -80,13 +124,15 @@ class AvroCodec:
             schema, header = self._writers[type(record)]
         except KeyError:
             raise EncodeError(f"{type(record).__name__} has no Avro schema") from None
-        buf = io.BytesIO()
-        buf.write(header)
         try:
+            if type(record) is RawWebhook:
+                return header + _raw_webhook_body(record)
+            buf = io.BytesIO()
+            buf.write(header)
             fastavro.schemaless_writer(buf, schema, record.model_dump())
-        except (ValueError, TypeError) as exc:
+            return buf.getvalue()
+        except (ValueError, TypeError, OverflowError) as exc:
             raise EncodeError(f"{type(record).__name__}: {exc}") from exc
-        return buf.getvalue()
 
     def decode_values(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Decode to the record's full name and its field values, without model validation.

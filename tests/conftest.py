@@ -85,7 +85,8 @@ def embedded_stack(stack_settings: Settings) -> EmbeddedStack:
 def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A gateway and a worker running against the session stack; yields the gateway's base URL."""
     log_dir: Path = tmp_path_factory.mktemp("logs")
-    gateway = ManagedProcess("gateway", ["gateway"], log_dir)
+    # DEBUG: accepted webhooks are logged at DEBUG, and the log-masking test reads those lines too.
+    gateway = ManagedProcess("gateway", ["gateway"], log_dir, env={"SMSFOLD_LOG_LEVEL": "DEBUG"})
     worker = ManagedProcess("worker", ["worker"], log_dir)
     gateway.start()
     worker.start()

@@ -112,7 +112,7 @@ async def bandwidth_webhook(request: web.Request) -> web.Response:
         set_labels(request, "bandwidth", endpoints.pop())
     if records:
         await record_durably(request, "bandwidth", records)
-    log.info("bandwidth: %d events accepted, %d ignored (request %s)", len(records), ignored, request_id)
+    log.debug("bandwidth: %d events accepted, %d ignored (request %s)", len(records), ignored, request_id)
     return web.json_response(
         {"status": "accepted", "accepted": len(records), "ignored": ignored, "request_id": request_id}
     )

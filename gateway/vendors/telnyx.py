@@ -108,7 +108,7 @@ async def telnyx_webhook(request: web.Request) -> web.Response:
         dedupe_key=f"telnyx:{event_id}",
     )
     await record_durably(request, "telnyx", [(record, key)])
-    log.info(
+    log.debug(
         "telnyx %s %s from %s accepted for %s (request %s)",
         event_type,
         event_id,

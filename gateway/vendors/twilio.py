@@ -35,6 +35,23 @@ KEPT_HEADERS = ("X-Twilio-Signature", "I-Twilio-Idempotency-Token", "User-Agent"
 REQUIRED = {"inbound": ("To", "From", "MessageSid"), "status": ("MessageSid", "MessageStatus", "From")}
 
 
+_HEXDIGITS = "0123456789ABCDEFabcdef"
+_HEX = {(a + b).encode(): bytes.fromhex(a + b) for a in _HEXDIGITS for b in _HEXDIGITS}
+
+
+def _unquote_plus(text: str) -> str:
+    """``unquote_plus(text, errors="strict")``, with fewer steps for the ASCII text a form body holds
+    (the same %XX table, a malformed escape kept as is); a test compares the two."""
+    if not text.isascii():
+        return unquote_plus(text, errors="strict")
+    first, *rest = text.replace("+", " ").encode("ascii").split(b"%")
+    out = [first]
+    for item in rest:
+        byte = _HEX.get(item[:2])
+        out += (b"%", item) if byte is None else (byte, item[2:])
+    return b"".join(out).decode("utf-8")
+
+
 def _parse_form(body: bytes) -> list[tuple[str, str]]:
     """``parse_qsl(strict_parsing=True)`` semantics, without unquoting the many fields that need none (the
     hot path of every Twilio webhook)."""
@@ -47,9 +64,9 @@ def _parse_form(body: bytes) -> list[tuple[str, str]]:
                     400, "malformed_body", f"form body is malformed: bad field {redact_phones(piece)!r}"
                 )
             if "%" in name or "+" in name:
-                name = unquote_plus(name, errors="strict")
+                name = _unquote_plus(name)
             if "%" in value or "+" in value:
-                value = unquote_plus(value, errors="strict")
+                value = _unquote_plus(value)
             fields.append((name, value))
         return fields
     except UnicodeDecodeError:
@@ -119,7 +136,9 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
     )
     key = sender if endpoint == "inbound" else message_sid
     await record_durably(request, "twilio", [(record, key)])
-    log.info(
+    # DEBUG: a JSON line per accepted webhook cost ~15 us of CPU (~7% of a webhook); the request counter
+    # (smsfold_gateway_requests) counts them, and refusals and errors are still logged at INFO/WARNING.
+    log.debug(
         "twilio %s %s %s from %s accepted for %s (request %s)",
         endpoint,
         message_sid,
