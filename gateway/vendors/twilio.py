@@ -136,7 +136,7 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
     )
     key = sender if endpoint == "inbound" else message_sid
     await record_durably(request, "twilio", [(record, key)])
-    # DEBUG: a JSON line per accepted webhook cost ~15 us of CPU (~7% of a webhook); the request counter
+    # DEBUG: a JSON line per accepted webhook cost ~15 us of CPU (~10% of a webhook); the request counter
     # (smsfold_gateway_requests) counts them, and refusals and errors are still logged at INFO/WARNING.
     log.debug(
         "twilio %s %s %s from %s accepted for %s (request %s)",
