@@ -42,7 +42,7 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         broker_commit_every=worker.commit_every,
         broker_commit_interval=worker.commit_interval_s,
-        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        fetch_max_wait_ms=worker.fetch_max_wait_ms,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         key_serializer="raw",

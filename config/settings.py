@@ -51,9 +51,10 @@ class KafkaSettings(_Frozen):
     # same, but the broker (sharing the gateway's cores) spends ~26 us per record instead of 37-46 us and
     # librdkafka's broker thread wakes half as often; an ack takes up to 3 ms longer.
     linger_ms: int = 5
-    # The longest a consumer's fetch waits for data. Kafka answers a waiting fetch as soon as data arrives,
-    # so this only bounds idle polling there; the embedded broker (Tansu) answers only when the wait is
-    # over, so on it every hop between agents costs up to this long (Faust's own default is 1,500 ms).
+    # The longest the projectors' fetch waits for data. Kafka answers a waiting fetch as soon as data
+    # arrives, so this only bounds idle polling there; the embedded broker (Tansu) answers only when the
+    # wait is over, so on it every hop costs up to this long. The worker's Faust consumer has its own
+    # (worker.fetch_max_wait_ms).
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     # Loopback brokers gain nothing from compression; clusters across a network usually want lz4.
     compression_type: str = "none"
@@ -143,6 +144,12 @@ class WorkerSettings(_Frozen):
     held_scan_interval_s: float = Field(default=15.0, gt=0)
     # The sender agent's batch: approvals sent concurrently per sending number, acked together.
     sender_batch_size: int = Field(default=200, ge=1)
+    # The Faust consumer's fetch wait (Faust hard-codes 1,500 ms; the worker's consumer thread sets this).
+    # On Tansu each hop into an agent costs up to this long (50 ms took gateway -> normalizer from ~450 to
+    # ~60 ms p50), but with 50 ms the second-worker rebalance fault test hung in 2 of 3 clean runs: Faust's
+    # revocation waited forever for acks of records its flow control had dropped ("wait_empty: Waiting
+    # for tasks", a known Faust hang). Lower it only after that is fixed.
+    fetch_max_wait_ms: int = Field(default=1500, ge=1, le=10_000)
 
 
 class VendorSettings(_Frozen):
