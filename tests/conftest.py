@@ -59,6 +59,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     # The suites send hundreds of auto replies from one long code through the simulated vendor; at the
     # carrier rate (1 msg/s) they would queue for minutes. Rate limiting has its own unit tests.
     env["SMSFOLD_VENDOR__LONG_CODE_MPS"] = "1000"
+    # The simulated vendor fails ~3.5% of messages at random by default, which would make every end-to-end
+    # "delivered" wait flaky; failures are tested with rates of their own (test_simulated_vendor.py).
+    env["SMSFOLD_VENDOR__SIMULATED_FAILURE_RATES"] = "{}"
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = load_settings()
