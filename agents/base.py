@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import faust
 from faust.types import EventT
 
+from agents.consumer import WorkerApp
 from agents.metrics import PipelineMetrics
 from config.companies import CompanyDirectory
 from config.settings import Settings
@@ -62,21 +63,23 @@ async def run_batches(
     and the restarted worker processes the batch again.
     """
     # noack_take is faust-streaming's manual-ack variant of take_events (absent from StreamT's stubs).
+    activity = cast(WorkerApp, stream.app).batch_activity  # a rebalance waits while a batch runs
     async for batch in stream.noack_take(max_events, within=within_s):  # type: ignore[attr-defined]
         events = cast(Sequence[EventT[bytes]], batch)
-        sends: list[Awaitable[Any]] = []
-        token = _batch_sends.set(sends)
-        try:
-            await handle(events)
-            await asyncio.gather(*sends)  # each resolves to Kafka's ack, or raises what the send met
-        except Exception:
-            log.critical("unexpected error in %s; exiting, batch not committed", stream, exc_info=True)
-            logging.shutdown()
-            os._exit(70)
-        finally:
-            _batch_sends.reset(token)
-        for event in events:
-            await stream.ack(event)
+        with activity.batch():
+            sends: list[Awaitable[Any]] = []
+            token = _batch_sends.set(sends)
+            try:
+                await handle(events)
+                await asyncio.gather(*sends)  # each resolves to Kafka's ack, or raises what the send met
+            except Exception:
+                log.critical("unexpected error in %s; exiting, batch not committed", stream, exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+            finally:
+                _batch_sends.reset(token)
+            for event in events:
+                await stream.ack(event)
 
 
 def _track(delivery: Awaitable[Any]) -> None:

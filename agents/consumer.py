@@ -12,12 +12,24 @@ webhooks on ``sms.webhooks.raw``, behind the normalizer's committed offset, neve
    committed offset ("next to read") as "last done", so a single missing record is committed over; and
    for a partition the group never committed it commits from whatever offset was acked first.
 
+A fourth: when a partition is revoked Faust forgets its committed position before it waits for the batches
+still running, whose acks then made it commit from the first of them, over every record between the
+group's committed offset and that batch (the same fault test, with the worker fetching every 50 ms).
+
 smsfold's agent topics are never compacted and never written in transactions, so a jump in offsets can
 only be records Faust dropped. :class:`WorkerApp`'s consumer records no gaps, takes a partition's first
 offset as its committed position when the group has none (the worker reads from the earliest), refuses to
-commit while the first acked offset is past the committed position, and seeks the partition back to the
-committed position so the dropped records are fetched again (what was processed meanwhile is processed twice,
-which deterministic event ids and idempotent writes absorb).
+commit while the first acked offset is past the committed position or where that position is unknown
+(revoked), and seeks the partition back to the committed position so the dropped records are fetched
+again (what was processed meanwhile is processed twice, which deterministic event ids and idempotent
+writes absorb).
+
+A rebalance also clears the agents' queues without acking what they held (``flow_control.clear``), so a
+record delivered to several agents, one of which had it cleared, is never acked, and Faust's
+``wait_empty`` waited for it forever: the revocation hung and no other worker could join (the
+second-worker fault test, robinhood/faust#402). :meth:`_HoleSafeConsumer.wait_empty` waits for the
+batches agents are running (:class:`BatchActivity`) and then forgets what is still unacked: it was dropped,
+so it is not committed and the partition's next owner fetches it again.
 
 It also reports true high watermarks to table recovery (see :meth:`_HoleSafeConsumer.highwaters`), and
 takes its fetch wait from the settings: Faust hard-codes 1,500 ms, which on a broker that answers a
@@ -29,7 +41,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, ClassVar, cast
 
@@ -40,13 +53,38 @@ from faust.types import TP, ConsumerT, TransportT
 
 from streams.readback import true_ends
 
-__all__ = ["WorkerApp"]
+__all__ = ["BatchActivity", "WorkerApp"]
 
 log = logging.getLogger("smsfold.worker")
 
 # After a seek back, records fetched before it are still on their way: give the re-fetch this long
 # before seeking again.
 _REWIND_EVERY_S = 10.0
+
+# Agents take batches off their streams within 0.05 s (run_batches' ``within``): once no batch has run for
+# this long, nothing still unacked will be processed by this worker.
+_DROPPED_AFTER_S = 0.5
+
+
+class BatchActivity:
+    """How many agent batches are being processed right now, and since when none is (see run_batches)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._idle_since = time.monotonic()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._idle_since = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the last batch ended, 0 while one runs."""
+        return 0.0 if self.running else time.monotonic() - self._idle_since
 
 
 class _HoleSafeConsumer(aiokafka_driver.Consumer):
@@ -87,10 +125,24 @@ class _HoleSafeConsumer(aiokafka_driver.Consumer):
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
-        if acked and committed is not None and (head := min(acked)) > committed:
+        if committed is None:
+            # A revoked partition (Faust forgets its position first, then waits for the batches running):
+            # the acks of those batches must not commit from nowhere over records the partition's next
+            # owner has not processed. Its owner commits.
+            self._forget_acked(tp, list(acked))
+            return None
+        if stale := [offset for offset in acked if offset < committed]:
+            # Acked here before another worker committed past them: committing from them would go back.
+            self._forget_acked(tp, stale)
+        if acked and (head := min(acked)) > committed:
             self._rewind(tp, committed, head)
             return None
         return super()._new_offset(tp)
+
+    def _forget_acked(self, tp: TP, offsets: list[int]) -> None:
+        gone = set(offsets)
+        self._acked[tp][:] = [offset for offset in self._acked[tp] if offset not in gone]
+        self._acked_index[tp].difference_update(gone)
 
     def _rewind(self, tp: TP, committed: int, head: int) -> None:
         now = time.monotonic()
@@ -103,6 +155,22 @@ class _HoleSafeConsumer(aiokafka_driver.Consumer):
         self._rewinds.add(task)
         task.add_done_callback(self._rewinds.discard)
 
+    async def wait_empty(self) -> None:
+        # Faust's own waits until every record delivered to a stream is acked, which records dropped by
+        # flow_control.clear() never are (see the module docstring).
+        activity = cast(WorkerApp, self.app).batch_activity
+        while not self.should_stop and self._unacked_messages:
+            await self.commit()
+            self._clean_unacked_messages()
+            if not self._unacked_messages:
+                break
+            if activity.idle_for() >= _DROPPED_AFTER_S:
+                log.warning("%d fetched records were dropped from the agents' queues before processing; "
+                            "not committed, they are fetched again", len(self._unacked_messages))
+                self._unacked_messages.clear()
+                break
+            await asyncio.sleep(0.1)
+        await self.commit_and_end_transactions()
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -125,6 +193,7 @@ class WorkerApp(faust.App):
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.batch_activity = BatchActivity()
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> TransportT:

@@ -78,3 +78,46 @@ async def test_the_worker_consumer_takes_its_fetch_wait_from_the_settings() -> N
     aiokafka_consumer = thread._create_worker_consumer(app.transport)
     assert aiokafka_consumer._fetch_max_wait_ms == 40
     assert "self._fetch_max_wait_ms" in inspect.getsource(type(aiokafka_consumer).start)
+
+
+async def test_acks_for_a_revoked_partition_commit_nothing(consumer: Any) -> None:
+    # Faust forgets a revoked partition's committed position, then the batches still running ack their
+    # records: committing from the first of them would skip what lies between the group's committed
+    # offset and that batch (its next owner had not processed it).
+    _acked(consumer, None, [71, 72, 73])
+    assert consumer._new_offset(TP0) is None
+    assert consumer._acked[TP0] == [] and consumer._acked_index[TP0] == set()
+
+
+async def test_offsets_acked_before_another_worker_committed_past_them_do_not_move_it_back(
+    consumer: Any,
+) -> None:
+    _acked(consumer, 95, [71, 72, 95, 96])
+    assert consumer._new_offset(TP0) == 97
+    assert consumer.seeks == []
+
+
+class _Message:
+    """What the consumer tracks of a delivered record (weakly referenced, like Faust's messages)."""
+
+    acked = False
+
+
+async def test_a_revocation_waits_for_running_batches_then_forgets_records_dropped_unprocessed() -> None:
+    app = WorkerApp("unit-wait-empty", broker="kafka://127.0.0.1:1", web_enabled=False)
+    consumer = app.consumer
+    dropped, in_batch = _Message(), _Message()
+    consumer._unacked_messages.update({dropped, in_batch})
+
+    async def batch() -> None:
+        with app.batch_activity.batch():
+            await asyncio.sleep(0.3)
+            in_batch.acked = True
+
+    running = asyncio.create_task(batch())
+    await asyncio.sleep(0)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(consumer.wait_empty(), 5)  # Faust's own never returns: `dropped` is never acked
+    assert running.done(), "returned while a batch was still running"
+    assert asyncio.get_running_loop().time() - started >= 0.3 + 0.5  # the batch, then the quiet period
+    assert len(consumer._unacked_messages) == 0
