@@ -145,11 +145,9 @@ class WorkerSettings(_Frozen):
     # The sender agent's batch: approvals sent concurrently per sending number, acked together.
     sender_batch_size: int = Field(default=200, ge=1)
     # The Faust consumer's fetch wait (Faust hard-codes 1,500 ms; the worker's consumer thread sets this).
-    # On Tansu each hop into an agent costs up to this long (50 ms took gateway -> normalizer from ~450 to
-    # ~60 ms p50), but with 50 ms the second-worker rebalance fault test hung in 2 of 3 clean runs: Faust's
-    # revocation waited forever for acks of records its flow control had dropped ("wait_empty: Waiting
-    # for tasks", a known Faust hang). Lower it only after that is fixed.
-    fetch_max_wait_ms: int = Field(default=1500, ge=1, le=10_000)
+    # On Tansu each hop into an agent costs up to this long: 50 ms took gateway -> normalizer from ~450 to
+    # ~60 ms p50. (50 ms once made rebalances hang and lose records in Faust; agents/consumer.py fixes both.)
+    fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
 
 
 class VendorSettings(_Frozen):
