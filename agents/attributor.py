@@ -31,8 +31,8 @@ def register_attribution_decider(ctx: WorkerContext) -> None:
     async def attribution_decider(stream: faust.StreamT[bytes]) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
             for ev in batch:
-                event = ctx.decode_event(ev.value)  # poison is skipped (and dead-lettered elsewhere)
-                if not isinstance(event, _RELEVANT):
+                event = ctx.decode_event(ev.value, _RELEVANT)  # poison: skipped (dead-lettered elsewhere)
+                if event is None:
                     continue
                 state = AttributionState.from_json(table.get(event.profile_key))
                 try:

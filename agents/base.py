@@ -27,6 +27,7 @@ log = logging.getLogger("smsfold.worker")
 
 _MAX_BACKOFF_S = 5.0
 T = TypeVar("T")
+E = TypeVar("E", bound=Event)
 
 # The delivery futures of the records sent while the current task's batch runs (see run_batches).
 _batch_sends: ContextVar[list[Awaitable[Any]] | None] = ContextVar("batch_sends", default=None)
@@ -113,23 +114,26 @@ class WorkerContext:
         """Send a domain event to ``sms.events``; the batch is acked only after Kafka acknowledged it."""
         _track(await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event)))
 
-    def decode_event(self, value: bytes) -> Event | None:
-        """A record of ``sms.events`` as an event, or None for poison (undecodable, not an event, or
-        failing :func:`streams.checks.event_problem`): the ClickHouse projector dead-letters it, the
-        deciders skip it, so poison never makes a decider emit anything."""
-        try:
-            record = self.codec.decode(value)
-        except DecodeError:
+    def decode_event(self, value: bytes, types: tuple[type[E], ...]) -> E | None:
+        """A record of ``sms.events`` as an event if it is one of ``types``, else None; records of other
+        types are skipped by their schema fingerprint, undecoded (most of the log, for most agents).
+        Poison (undecodable, not an event, or failing :func:`streams.checks.event_problem`) is None too:
+        the ClickHouse projector dead-letters it, the deciders skip it, so poison never makes a decider
+        emit anything."""
+        model = self.codec.model_of(value)
+        if model is None or not issubclass(model, types):
             return None
-        if not isinstance(record, Event):
+        try:
+            record = cast(E, self.codec.decode(value))  # a model of ``types``: its header said so
+        except DecodeError:
             return None
         envelope = {"event_type": record.event_type, "event_id": record.event_id,
                     "company_id": record.company_id, "profile_key": record.profile_key}
         return None if event_problem(type(record).__name__, envelope) else record
 
-    def decode_events(self, batch: Sequence[EventT[bytes]]) -> list[Event]:
-        """The events of a batch from ``sms.events``, poison left out."""
-        return [e for ev in batch if (e := self.decode_event(ev.value)) is not None]
+    def decode_events(self, batch: Sequence[EventT[bytes]], types: tuple[type[E], ...]) -> list[E]:
+        """The events of ``types`` in a batch from ``sms.events``, poison left out."""
+        return [e for ev in batch if (e := self.decode_event(ev.value, types)) is not None]
 
     async def refuse(self, agent: str, ev: EventT[bytes], exc: Exception) -> None:
         """Dead-letter an event whose pure fold raised: the same event would raise again after a restart,

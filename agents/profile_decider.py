@@ -80,8 +80,8 @@ def register_profile_decider(ctx: WorkerContext) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
             for ev in batch:
                 # Poison is skipped here; the ClickHouse projector dead-letters it.
-                event = ctx.decode_event(ev.value)
-                if not isinstance(event, _CAUSES):
+                event = ctx.decode_event(ev.value, _CAUSES)
+                if event is None:
                     continue
                 await _fold(event, ev)
 

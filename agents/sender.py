@@ -117,8 +117,7 @@ def register_sender(ctx: WorkerContext) -> None:
     @ctx.app.agent(ctx.events_topic, name="sender")
     async def sender(stream: faust.StreamT[bytes]) -> None:
         async def handle(batch: Sequence[EventT[bytes]]) -> None:
-            approvals = [e for e in ctx.decode_events(batch)
-                         if isinstance(e, SendApproved)]
+            approvals = ctx.decode_events(batch, (SendApproved,))
             if not approvals:
                 return
             for outcome in await resources.dispatcher().dispatch(approvals, attempts):

@@ -137,6 +137,14 @@ class AvroCodec:
         except (ValueError, TypeError, OverflowError) as exc:
             raise EncodeError(f"{type(record).__name__}: {exc}") from exc
 
+    def model_of(self, data: bytes) -> type[BaseModel] | None:
+        """The model a record decodes to, read from its header alone (None: not single-object Avro of a
+        known schema). Lets a consumer skip the records it ignores without decoding them."""
+        if len(data) < _HEADER.size or data[:2] != MAGIC:
+            return None
+        entry = self._by_fingerprint.get(_HEADER.unpack_from(data)[1])
+        return None if entry is None else self._models[entry[1]]
+
     def decode_values(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Decode to the record's full name and its field values, without model validation.
 

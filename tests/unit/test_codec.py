@@ -166,6 +166,14 @@ def test_reads_data_written_with_a_released_older_version(tmp_path: Path) -> Non
     assert isinstance(decoded, ConsentChanged)
     assert decoded.method == "unknown"
     assert decoded.status == "subscribed"
+    assert codec.model_of(buf.getvalue()) is ConsentChanged  # what consumers filter on before decoding
+
+
+def test_the_model_of_a_record_is_read_from_its_header() -> None:
+    codec = AvroCodec()
+    assert codec.model_of(codec.encode(_consent())) is ConsentChanged
+    assert codec.model_of(b"garbage") is None
+    assert codec.model_of(b"\xc3\x01" + b"\x00" * 8) is None  # an unknown fingerprint
 
 
 def test_every_released_version_still_reads() -> None:

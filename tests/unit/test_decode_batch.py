@@ -1,14 +1,18 @@
-"""The projectors' decoding: events as dicts, everything else classified as poison with a reason."""
+"""Decoding sms.events: the projectors' (events as dicts, poison with a reason) and the deciders'."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 from confluent_kafka import Message
 
+from agents.base import WorkerContext
+from agents.consumer import WorkerApp
+from config import load_companies, load_settings
 from projections.runner import decode_batch
 from streams.codec import AvroCodec
-from streams.events import MessageDelivered, RawWebhook
+from streams.events import MessageDelivered, MessageFailed, RawWebhook
 
 CODEC = AvroCodec()
 
@@ -54,3 +58,19 @@ def test_events_decode_to_dicts_and_poison_gets_a_reason() -> None:
         "invalid event: MessageDelivered.event_type is 'MessageFailed'",
         "invalid event: MessageDelivered.event_id is empty",
     ]
+
+
+def test_a_decider_decodes_only_its_event_types_and_never_poison() -> None:
+    ctx = WorkerContext(
+        app=WorkerApp("unit-decode", broker="kafka://127.0.0.1:1", web_enabled=False),
+        settings=load_settings(), companies=load_companies(load_settings().companies_file), codec=CODEC,
+        raw_topic=cast(Any, None), events_topic=cast(Any, None), deadletter_topic=cast(Any, None),
+    )
+    good = _delivered()
+    assert ctx.decode_event(CODEC.encode(good), (MessageDelivered, MessageFailed)) == good
+    assert ctx.decode_event(CODEC.encode(good), (MessageFailed,)) is None  # skipped by its header
+    assert ctx.decode_event(CODEC.encode(_delivered(event_id="")), (MessageDelivered,)) is None
+    assert ctx.decode_event(b"garbage", (MessageDelivered,)) is None
+    records = [SimpleNamespace(value=CODEC.encode(e)) for e in (good, _delivered(event_id="e2"))]
+    batch = cast(list[Any], records)
+    assert [e.event_id for e in ctx.decode_events(batch, (MessageDelivered,))] == ["e1", "e2"]
