@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import phonenumbers
@@ -84,8 +85,10 @@ class Normalized:
     durations: dict[str, float] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=65_536)
 def to_e164(number: str, default_region: str = "US") -> str:
-    """Normalize a phone number to E.164, or raise NormalizationError."""
+    """Normalize a phone number to E.164, or raise NormalizationError. Cached: the same numbers come
+    back again and again (the company's own on every message) and parsing one costs ~40 µs."""
     try:
         parsed = phonenumbers.parse(number, default_region)
     except phonenumbers.NumberParseException as exc:

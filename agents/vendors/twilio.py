@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import parse_qsl
 
 from agents.vendors.common import ParsedInbound, ParsedStatus, VendorPayloadError
+from streams.forms import FormError, parse_form
 
 __all__ = ["parse_twilio_inbound", "parse_twilio_status"]
 
 
 def _form(body: bytes) -> dict[str, str]:
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise VendorPayloadError(f"body is not a form: {exc}") from None
+        pairs = parse_form(body)
+    except FormError as exc:  # the field itself is left out: it may hold a phone number
+        raise VendorPayloadError(f"body is not a form: {exc.reason}") from None
     # Twilio adds parameters without notice: unknown fields are kept, never rejected.
     return dict(pairs)
 

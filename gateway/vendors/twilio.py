@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -22,6 +21,7 @@ from gateway.vendors.common import (
     set_labels,
     signed_url,
 )
+from streams.forms import FormError, parse_form
 
 __all__ = ["TWIML_EMPTY", "twilio_inbound", "twilio_status"]
 
@@ -35,42 +35,12 @@ KEPT_HEADERS = ("X-Twilio-Signature", "I-Twilio-Idempotency-Token", "User-Agent"
 REQUIRED = {"inbound": ("To", "From", "MessageSid"), "status": ("MessageSid", "MessageStatus", "From")}
 
 
-_HEXDIGITS = "0123456789ABCDEFabcdef"
-_HEX = {(a + b).encode(): bytes.fromhex(a + b) for a in _HEXDIGITS for b in _HEXDIGITS}
-
-
-def _unquote_plus(text: str) -> str:
-    """``unquote_plus(text, errors="strict")``, with fewer steps for the ASCII text a form body holds
-    (the same %XX table, a malformed escape kept as is); a test compares the two."""
-    if not text.isascii():
-        return unquote_plus(text, errors="strict")
-    first, *rest = text.replace("+", " ").encode("ascii").split(b"%")
-    out = [first]
-    for item in rest:
-        byte = _HEX.get(item[:2])
-        out += (b"%", item) if byte is None else (byte, item[2:])
-    return b"".join(out).decode("utf-8")
-
-
 def _parse_form(body: bytes) -> list[tuple[str, str]]:
-    """``parse_qsl(strict_parsing=True)`` semantics, without unquoting the many fields that need none (the
-    hot path of every Twilio webhook)."""
     try:
-        fields: list[tuple[str, str]] = []
-        for piece in body.decode("utf-8").split("&"):
-            name, sep, value = piece.partition("=")
-            if not sep:
-                raise ApiError(
-                    400, "malformed_body", f"form body is malformed: bad field {redact_phones(piece)!r}"
-                )
-            if "%" in name or "+" in name:
-                name = _unquote_plus(name)
-            if "%" in value or "+" in value:
-                value = _unquote_plus(value)
-            fields.append((name, value))
-        return fields
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed_body", "form body is not valid UTF-8") from None
+        return parse_form(body)
+    except FormError as exc:
+        problem = exc.reason if exc.field is None else f"malformed: bad field {redact_phones(exc.field)!r}"
+        raise ApiError(400, "malformed_body", f"form body is {problem}") from None
 
 
 def _json_fields(body: bytes) -> list[tuple[str, str]]:

@@ -1,13 +1,13 @@
-"""The Twilio form parser's unquoting: the same answers as the standard library's, faster."""
+"""The form parser (streams/forms.py): the same answers as the standard library's, faster."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.vendors.twilio import _unquote_plus
+from streams.forms import FormError, parse_form, unquote_plus_ascii
 
 # Escapes (valid, malformed, truncated, upper and lower case), pluses, ASCII and non-ASCII text.
 pieces = st.sampled_from(
@@ -26,7 +26,24 @@ def test_unquote_plus_matches_the_standard_library(text: str) -> None:
     except UnicodeDecodeError:
         expected = UnicodeDecodeError
     try:
-        got: str | type[UnicodeDecodeError] = _unquote_plus(text)
+        got: str | type[UnicodeDecodeError] = unquote_plus_ascii(text)
     except UnicodeDecodeError:
         got = UnicodeDecodeError
+    assert got == expected
+
+
+@given(st.lists(st.tuples(values, values), max_size=6), st.sampled_from(["", "&", "&&", "novalue"]))
+@example([("To", "+16465550142")], "")
+def test_parse_form_matches_the_standard_library(fields: list[tuple[str, str]], extra: str) -> None:
+    body = "&".join(f"{name.replace('&', '%26').replace('=', '%3D')}={value.replace('&', '%26')}"
+                    for name, value in fields) + extra
+    try:
+        expected: list[tuple[str, str]] | type[ValueError] = parse_qsl(
+            body, keep_blank_values=True, strict_parsing=True, errors="strict")
+    except ValueError:  # a field without "=", or an escape that is not UTF-8
+        expected = ValueError
+    try:
+        got: list[tuple[str, str]] | type[ValueError] = parse_form(body.encode())
+    except FormError:
+        got = ValueError
     assert got == expected
