@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import partial
 from typing import Protocol
 
 from gateway.errors import PublishError, SpoolError
@@ -53,12 +54,11 @@ class DurableRecorder:
 
     async def record(self, vendor: str, records: Sequence[RawRecord], budget_s: float) -> Durability:
         """Make ``records`` durable within ``budget_s``; raise PublishError/SpoolError (answer 503) if not."""
-        started = time.perf_counter()
-        acks = [self._publisher.start_raw(record, key) for record, key in records]
-        for ack in acks:
-            ack.add_done_callback(lambda done: self._observe(done, started))
-        await _settled(acks, budget_s)
-        unacked = [records[i] for i, ack in enumerate(acks) if not _acked(ack)]
+        acks = _Acks(len(records), self._metrics.kafka_ack.observe)
+        for i, (record, key) in enumerate(records):
+            self._publisher.start_raw(record, key, partial(acks.settle, i))
+        await acks.wait(budget_s)
+        unacked = [records[i] for i in acks.unacked()]
         if not unacked:
             self._metrics.outcome(vendor, Durability.KAFKA.value)
             return Durability.KAFKA
@@ -80,45 +80,47 @@ class DurableRecorder:
         )
         return Durability.SPOOL
 
-    def _observe(self, ack: asyncio.Future[None], started: float) -> None:
-        # Also retrieves the exception of a late failure, which nobody else awaits.
-        if _acked(ack):
-            self._metrics.kafka_ack.observe(time.perf_counter() - started)
-        elif not ack.cancelled():
-            log.debug("Kafka did not acknowledge a raw record: %s", ack.exception())
+
+class _Acks:
+    """Kafka's answers for one request's records, reported by delivery callbacks on the event loop: one
+    waiter and one timer per request, and no future per record (a future per record, its callbacks and a
+    waiter woken through them cost ~3 scheduled callbacks per webhook). A late ack (after the budget)
+    still reaches the latency histogram."""
+
+    def __init__(self, count: int, observe: Callable[[float], None]) -> None:
+        self._started = time.perf_counter()
+        self._observe = observe
+        self._acked = [False] * count
+        self._left = count
+        self._waiter: asyncio.Future[None] | None = None
+
+    def settle(self, index: int, error: Exception | None) -> None:
+        if error is None:
+            self._acked[index] = True
+            self._observe(time.perf_counter() - self._started)
+        else:
+            log.debug("Kafka did not acknowledge a raw record: %s", error)
+        self._left -= 1
+        if self._left == 0 and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return once every record has its answer or ``timeout_s`` passed, whichever comes first."""
+        if self._left == 0:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def unacked(self) -> list[int]:
+        """The records Kafka has not acknowledged (yet, or ever)."""
+        return [i for i, acked in enumerate(self._acked) if not acked]
 
 
-async def _settled(acks: Sequence[asyncio.Future[None]], timeout_s: float) -> None:
-    """Return once every future is done or ``timeout_s`` passed, whichever comes first; the futures are
-    never cancelled (a late ack still reaches the metrics). One waiter and one timer per request, no task:
-    ``wait_for(shield(...))`` costs two more futures, their callbacks and a running-loop lookup each."""
-    pending = [ack for ack in acks if not ack.done()]
-    if not pending:
-        return
-    loop = pending[0].get_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-    left = len(pending)
-
-    def wake() -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    def one_done(_ack: asyncio.Future[None]) -> None:
-        nonlocal left
-        left -= 1
-        if left == 0:
-            wake()
-
-    for ack in pending:
-        ack.add_done_callback(one_done)
-    timer = loop.call_later(timeout_s, wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        for ack in pending:
-            ack.remove_done_callback(one_done)
-
-
-def _acked(ack: asyncio.Future[None]) -> bool:
-    return ack.done() and not ack.cancelled() and ack.exception() is None
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
