@@ -9,19 +9,18 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
-from typing import Protocol
 
 from gateway.errors import PublishError, SpoolError
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import RawPublisher
 from gateway.spool import Spool
-from streams.events import RawWebhook
 
-__all__ = ["DurableRecorder", "Durability", "RawCodec"]
+__all__ = ["DurableRecorder", "Durability", "RawRecord"]
 
 log = logging.getLogger(__name__)
 
-RawRecord = tuple[RawWebhook, str]
+# An encoded RawWebhook and its Kafka key.
+RawRecord = tuple[bytes, str]
 
 
 class Durability(StrEnum):
@@ -31,10 +30,6 @@ class Durability(StrEnum):
     SPOOL = "spool"
 
 
-class RawCodec(Protocol):
-    def encode(self, model: RawWebhook, /) -> bytes: ...
-
-
 class DurableRecorder:
     """Publishes raw records; falls back to the spool for whatever Kafka did not acknowledge in budget."""
 
@@ -42,32 +37,27 @@ class DurableRecorder:
         self,
         publisher: RawPublisher,
         spool: Spool | None,
-        codec: RawCodec | None,
         metrics: GatewayMetrics,
     ) -> None:
-        if spool is not None and codec is None:
-            raise ValueError("a spool needs a codec to encode the records it holds")
         self._publisher = publisher
         self._spool = spool
-        self._codec = codec
         self._metrics = metrics
 
     async def record(self, vendor: str, records: Sequence[RawRecord], budget_s: float) -> Durability:
         """Make ``records`` durable within ``budget_s``; raise PublishError/SpoolError (answer 503) if not."""
         acks = _Acks(len(records), self._metrics.kafka_ack.observe)
-        for i, (record, key) in enumerate(records):
-            self._publisher.start_raw(record, key, partial(acks.settle, i))
+        for i, (value, key) in enumerate(records):
+            self._publisher.start_raw(value, key, partial(acks.settle, i))
         await acks.wait(budget_s)
         unacked = [records[i] for i in acks.unacked()]
         if not unacked:
             self._metrics.outcome(vendor, Durability.KAFKA.value)
             return Durability.KAFKA
-        if self._spool is None or self._codec is None:
+        if self._spool is None:
             self._metrics.outcome(vendor, "rejected")
             raise PublishError(f"Kafka acknowledged {len(records) - len(unacked)} of {len(records)} records")
         try:
-            codec = self._codec
-            await self._spool.append([(key.encode("utf-8"), codec.encode(record)) for record, key in unacked])
+            await self._spool.append([(key.encode("utf-8"), value) for value, key in unacked])
         except SpoolError:
             self._metrics.outcome(vendor, "rejected")
             raise

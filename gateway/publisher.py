@@ -28,9 +28,9 @@ AckCallback = Callable[[Exception | None], None]
 class RawPublisher(Protocol):
     """Publishes raw webhook records to Kafka."""
 
-    def start_raw(self, record: RawWebhook, key: str, on_ack: AckCallback) -> None:
-        """Enqueue ``record``; ``on_ack`` reports whether Kafka acknowledged it (possibly before this
-        returns). An exception raised here is a bug, such as a record that cannot be encoded."""
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
+        """Enqueue an encoded RawWebhook; ``on_ack`` reports whether Kafka acknowledged it (possibly before
+        this returns)."""
         ...
 
 
@@ -59,9 +59,7 @@ class KafkaRawPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    def start_raw(self, record: RawWebhook, key: str, on_ack: AckCallback) -> None:
-        # An encoding failure is a bug, not an outage: it propagates as is.
-        value = self._codec.encode(record)
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         try:
             self._producer.produce(self._topic, key.encode("utf-8"), value, on_ack)
         except Exception as exc:

@@ -24,6 +24,7 @@ from config.settings import GatewaySettings, Settings
 from gateway import PublishError
 from gateway.api import hash_api_key
 from gateway.publisher import AckCallback
+from streams.codec import AvroCodec
 from streams.events import RawWebhook
 
 Client = TestClient[web.Request, web.Application]
@@ -98,12 +99,22 @@ class FakePublisher:
         self.fail = False
         self.hang = False
 
-    def start_raw(self, record: RawWebhook, key: str, on_ack: AckCallback) -> None:
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         if self.fail:
             on_ack(PublishError("broker unavailable"))
         elif not self.hang:
-            self.published.append((record, key))
+            self.published.append((decode_raw(value), key))
             on_ack(None)
+
+
+_CODEC = AvroCodec()
+
+
+def decode_raw(value: bytes) -> RawWebhook:
+    """An encoded RawWebhook record, decoded."""
+    record = _CODEC.decode(value)
+    assert isinstance(record, RawWebhook)
+    return record
 
 
 async def expect_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:

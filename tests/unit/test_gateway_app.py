@@ -21,6 +21,7 @@ from gateway.publisher import AckCallback
 from gateway.signatures import twilio_signature
 from streams.codec import AvroCodec
 from streams.events import InboundReceived, RawWebhook
+from tests.unit.gateway_support import decode_raw
 
 PUBLIC_BASE = "https://sms.example.com"
 PATH = "/webhooks/twilio/inbound"
@@ -41,16 +42,16 @@ class FakePublisher:
         self.published: list[tuple[RawWebhook, str]] = []
         self.fail = False
 
-    def start_raw(self, record: RawWebhook, key: str, on_ack: AckCallback) -> None:
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         if self.fail:
             on_ack(PublishError("broker unavailable"))
         else:
-            self.published.append((record, key))
+            self.published.append((decode_raw(value), key))
             on_ack(None)
 
 
 class ExplodingPublisher:
-    def start_raw(self, record: RawWebhook, key: str, on_ack: AckCallback) -> None:
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         raise RuntimeError(f"boom for {key}")
 
 
