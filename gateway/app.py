@@ -14,7 +14,14 @@ from gateway.conversions import add_conversion_routes
 from gateway.durable import DurableRecorder
 from gateway.http import error_middleware, metric_labels
 from gateway.join import add_join_routes
-from gateway.keys import COMPANIES_KEY, EVENTS_KEY, METRICS_KEY, RECORDER_KEY, SETTINGS_KEY
+from gateway.keys import (
+    COMPANIES_KEY,
+    EVENTS_KEY,
+    METRICS_KEY,
+    RAW_ENCODER_KEY,
+    RECORDER_KEY,
+    SETTINGS_KEY,
+)
 from gateway.links import ClickEmitter, LinkLookup, NoLinks, add_link_routes
 from gateway.messages import add_message_routes
 from gateway.metrics import GatewayMetrics
@@ -26,7 +33,7 @@ from gateway.v1 import add_v1_routes
 from gateway.vendors import add_vendor_routes
 from gateway.vendors.telnyx import TELNYX_KEYS_KEY, telnyx_keys
 from gateway.vendors.twilio import TWIML_EMPTY
-from streams.codec import AvroCodec
+from streams.codec import RawWebhookEncoder
 
 __all__ = ["TWIML_EMPTY", "create_app"]
 
@@ -61,7 +68,8 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[COMPANIES_KEY] = companies
     app[METRICS_KEY] = metrics
-    app[RECORDER_KEY] = DurableRecorder(publisher, spool, AvroCodec() if spool is not None else None, metrics)
+    app[RAW_ENCODER_KEY] = RawWebhookEncoder()
+    app[RECORDER_KEY] = DurableRecorder(publisher, spool, metrics)
     app[TELNYX_KEYS_KEY] = telnyx_keys(companies)
     app[API_KEYS_KEY] = api_key_index(companies)
     app[OPERATIONS_KEY] = []

@@ -9,6 +9,7 @@ from config.settings import Settings
 from gateway.durable import DurableRecorder
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import EventPublisher
+from streams.codec import RawWebhookEncoder
 
 __all__ = [
     "COMPANIES_KEY",
@@ -16,6 +17,7 @@ __all__ = [
     "EVENTS_KEY",
     "METRICS_KEY",
     "METRIC_LABELS_KEY",
+    "RAW_ENCODER_KEY",
     "RECEIVED_AT_KEY",
     "RECORDER_KEY",
     "REQUEST_ID_KEY",
@@ -26,6 +28,8 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 COMPANIES_KEY = web.AppKey("companies", CompanyDirectory)
 METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 RECORDER_KEY = web.AppKey("recorder", DurableRecorder)
+# Encodes each accepted request as a RawWebhook record, once: Kafka and the spool get the same bytes.
+RAW_ENCODER_KEY = web.AppKey("raw_encoder", RawWebhookEncoder)
 # Where JSON API handlers publish domain events (sms.events, keyed by profile key); absent in apps built
 # without one.
 EVENTS_KEY = web.AppKey("events", EventPublisher)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from gateway.errors import PublishError
 from streams.events import Event, RawWebhook
 
 __all__ = [
+    "AckCallback",
     "DomainCodec",
     "EventCodec",
     "EventPublisher",
@@ -19,20 +21,27 @@ __all__ = [
 ]
 
 
+# Called on the event loop with None once Kafka acknowledged a record, or with the reason it did not.
+AckCallback = Callable[[Exception | None], None]
+
+
 class RawPublisher(Protocol):
     """Publishes raw webhook records to Kafka."""
 
-    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
-        """Enqueue ``record``; the future resolves once Kafka acknowledged it and fails when it did not.
-        An exception raised here (not in the future) is a bug, such as a record that cannot be encoded."""
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
+        """Enqueue an encoded RawWebhook; ``on_ack`` reports whether Kafka acknowledged it (possibly before
+        this returns)."""
         ...
 
 
 class RecordProducer(Protocol):
-    """What the Kafka publishers need of ``streams.producer.EventLogProducer``: enqueue a record, get a
-    future that resolves on Kafka's ack (awaiting the future directly spares a task per request)."""
+    """What the Kafka publishers need of ``streams.producer.EventLogProducer``: enqueue a record and get
+    a future that resolves on Kafka's ack (awaiting it directly spares a task per request), or have a
+    callback report the ack (no future at all: the webhook path)."""
 
     def send_nowait(self, topic: str, key: bytes | None, value: bytes, /) -> asyncio.Future[None]: ...
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, on_delivery: AckCallback, /) -> None: ...
 
 
 class EventCodec(Protocol):
@@ -50,16 +59,12 @@ class KafkaRawPublisher:
         self._topic = topic
         self._timeout_s = timeout_s
 
-    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
-        # An encoding failure is a bug, not an outage: it propagates as is.
-        value = self._codec.encode(record)
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         try:
-            return self._producer.send_nowait(self._topic, key.encode("utf-8"), value)
+            self._producer.produce(self._topic, key.encode("utf-8"), value, on_ack)
         except Exception as exc:
-            # A full local queue or a stopped producer: an outage, reported through the future.
-            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            failed.set_exception(PublishError(f"publishing to {self._topic} failed: {exc}"))
-            return failed
+            # A full local queue or a stopped producer: an outage, reported like a failed delivery.
+            on_ack(PublishError(f"publishing to {self._topic} failed: {exc}"))
 
     async def publish_raw(self, record: RawWebhook, key: str) -> None:
         """Publish and wait for the ack (up to the timeout); PublishError when there is none."""

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from nacl.exceptions import BadSignatureError
@@ -40,18 +41,22 @@ TwilioParams = Sequence[tuple[str, str]] | Mapping[str, str]
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-def _pairs(params: TwilioParams) -> list[tuple[str, str]]:
-    items: Iterable[tuple[str, str]] = params.items() if isinstance(params, Mapping) else params
-    return list(items)
+def _signed_params(params: TwilioParams) -> str:
+    """What Twilio appends to the URL before signing: each distinct (name, value) pair once, sorted by name
+    then value, as its reference libraries (twilio-python, twilio-node) do."""
+    pairs: Iterable[tuple[str, str]] = params.items() if isinstance(params, Mapping) else params
+    return "".join(chain.from_iterable(sorted(set(pairs))))
+
+
+def _mac(auth_token: str, payload: str) -> bytes:
+    """The base64 HMAC-SHA1 of ``payload``: one-shot ``hmac.digest`` spares the HMAC object of
+    ``hmac.new``."""
+    return base64.b64encode(hmac.digest(auth_token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha1))
 
 
 def twilio_signature(auth_token: str, url: str, params: TwilioParams) -> str:
     """The ``X-Twilio-Signature`` Twilio sends for a POST of ``params`` to ``url``."""
-    # Twilio's reference libraries (twilio-python, twilio-node) sort by name then value and sign each
-    # distinct (name, value) pair once.
-    payload = url + "".join(name + value for name, value in sorted(set(_pairs(params))))
-    mac = hmac.new(auth_token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    return _mac(auth_token, url + _signed_params(params)).decode("ascii")
 
 
 def twilio_url_variants(url: str) -> list[str]:
@@ -83,18 +88,15 @@ def _url_variants(url: str) -> list[str]:
     return variants
 
 
-def _same(expected: str, given: str) -> bool:
-    # compare_digest rejects non-ASCII str, and a header may hold anything.
-    return hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", errors="replace"))
-
-
 def verify_twilio(tokens: Sequence[str], url: str, params: TwilioParams, signature: str) -> bool:
     """Whether ``signature`` is Twilio's for this request under any of ``tokens`` (rotation) and either
-    form of the URL's default port. Each comparison is constant-time; stopping at the first match only
-    reveals which candidate matched, which is no secret."""
-    pairs = _pairs(params)
+    form of the URL's default port. The parameters are sorted once for every candidate. Each comparison is
+    constant-time; stopping at the first match only reveals which candidate matched, which is no secret."""
+    signed = _signed_params(params)
+    # compare_digest takes bytes; a header may hold anything, so its bytes are compared.
+    given = signature.encode("utf-8", errors="replace")
     return any(
-        _same(twilio_signature(token, candidate, pairs), signature)
+        hmac.compare_digest(_mac(token, candidate + signed), given)
         for token in tokens
         for candidate in _cached_variants(url)
     )

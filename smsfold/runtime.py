@@ -90,7 +90,7 @@ def build_gateway(settings: Settings) -> web.Application:
         clicks=KafkaEventEmitter(producer, codec, settings.topics.events),
         profiles=profiles,
     )
-    drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained.inc)
+    drainer = SpoolDrainer(spool, producer, settings.topics.raw, on_forwarded=metrics.drained)
 
     async def producer_ctx(_app: web.Application) -> AsyncIterator[None]:
         # The spool opens first: records a killed predecessor left are forwarded before anything else

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from streams.avro import SCHEMA_DIR, record_models
 from streams.events import AVRO_NAMESPACE, RawWebhook
 
-__all__ = ["AvroCodec", "DecodeError", "EncodeError", "schema_fingerprint"]
+__all__ = ["AvroCodec", "DecodeError", "EncodeError", "RawWebhookEncoder", "schema_fingerprint"]
 
 MAGIC = b"\xc3\x01"
 _HEADER = struct.Struct("<2sQ")
@@ -64,30 +65,92 @@ def _length(n: int) -> bytes:
     return _LENGTHS[n] if n < 4096 else _long(n)
 
 
-def _raw_webhook_body(raw: RawWebhook) -> bytes:
-    """The Avro body of a RawWebhook, byte for byte what fastavro writes with its schema (a test compares
-    the two): every accepted webhook is encoded once, and this is ~2x faster than model_dump() plus
-    fastavro's generic writer. A field added to RawWebhook fails that test until it is added here."""
+def _raw_webhook_body(
+    *,
+    request_id: str,
+    vendor: str,
+    endpoint: str,
+    url: str,
+    method: str,
+    content_type: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    received_at: int,
+    dedupe_key: str,
+) -> bytes:
+    """The Avro body of a RawWebhook with these fields, byte for byte what fastavro writes with its schema
+    (a test compares the two): every accepted webhook is encoded once, and this is ~2x faster than
+    model_dump() plus fastavro's generic writer. A field added to RawWebhook fails that test until it is
+    added here."""
     parts: list[bytes] = []
-    for text in (raw.request_id, raw.vendor, raw.endpoint, raw.url, raw.method, raw.content_type):
+    for text in (request_id, vendor, endpoint, url, method, content_type):
         data = text.encode("utf-8")
         parts += (_length(len(data)), data)
-    headers = raw.headers
     if headers:
         parts.append(_length(len(headers)))
         for name, value in headers.items():
             for data in (name.encode("utf-8"), value.encode("utf-8")):
                 parts += (_length(len(data)), data)
-    body, key = raw.body, raw.dedupe_key.encode("utf-8")
+    key = dedupe_key.encode("utf-8")
     parts += (
         b"\x00",  # the end of the headers map
         _length(len(body)),
         body,
-        _long(raw.received_at),
+        _long(received_at),
         _length(len(key)),
         key,
     )
     return b"".join(parts)
+
+
+def _schema_path(schema_dir: Path, model: type[BaseModel]) -> tuple[str, Path]:
+    name = f"{AVRO_NAMESPACE}.{getattr(model, 'avro_name', model.__name__)}"
+    return name, schema_dir / f"{name}.avsc"
+
+
+def _writer_header(parsed: Any) -> tuple[int, bytes]:
+    fp = schema_fingerprint(parsed)
+    return fp, _HEADER.pack(MAGIC, fp)
+
+
+class RawWebhookEncoder:
+    """Single-object encoding of a RawWebhook from its field values, without building (and validating)
+    the model: byte for byte what ``AvroCodec().encode(RawWebhook(...))`` writes. The gateway encodes
+    every accepted request once with it; building the model first cost ~6% of a webhook."""
+
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        _, path = _schema_path(schema_dir, RawWebhook)
+        _, self._header = _writer_header(parse_schema(json.loads(path.read_text())))
+
+    def encode(
+        self,
+        *,
+        request_id: str,
+        vendor: str,
+        endpoint: str,
+        url: str,
+        method: str,
+        content_type: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received_at: int,
+        dedupe_key: str,
+    ) -> bytes:
+        try:
+            return self._header + _raw_webhook_body(
+                request_id=request_id,
+                vendor=vendor,
+                endpoint=endpoint,
+                url=url,
+                method=method,
+                content_type=content_type,
+                headers=headers,
+                body=body,
+                received_at=received_at,
+                dedupe_key=dedupe_key,
+            )
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise EncodeError(f"RawWebhook: {exc}") from exc
 
 
 class AvroCodec:
@@ -100,13 +163,12 @@ class AvroCodec:
         # fingerprint -> (writer schema, record full name, writer is the current schema)
         self._by_fingerprint: dict[int, tuple[Any, str, bool]] = {}
         for model in record_models():
-            name = f"{AVRO_NAMESPACE}.{getattr(model, 'avro_name', model.__name__)}"
-            path = schema_dir / f"{name}.avsc"
+            name, path = _schema_path(schema_dir, model)
             parsed = parse_schema(json.loads(path.read_text()))
-            fp = schema_fingerprint(parsed)
+            fp, header = _writer_header(parsed)
             self._models[name] = model
             self._current[name] = parsed
-            self._writers[model] = (parsed, _HEADER.pack(MAGIC, fp))
+            self._writers[model] = (parsed, header)
             self._by_fingerprint[fp] = (parsed, name, True)
         released = schema_dir / "released"
         for path in sorted(released.glob("*.avsc")) if released.is_dir() else []:
@@ -129,7 +191,7 @@ class AvroCodec:
             raise EncodeError(f"{type(record).__name__} has no Avro schema") from None
         try:
             if type(record) is RawWebhook:
-                return header + _raw_webhook_body(record)
+                return header + _raw_webhook_body(**dict(record))
             buf = io.BytesIO()
             buf.write(header)
             fastavro.schemaless_writer(buf, schema, record.model_dump())

@@ -2,20 +2,23 @@
 
 ``send`` returns only once Kafka acknowledged the record (acks=all); a failed delivery raises
 ProduceError. Delivery reports are served on the event loop itself, by a timer that polls while records
-are outstanding: no thread of ours contends for the GIL, and a report settles its future directly.
+are outstanding: no thread of ours contends for the GIL, and a report settles its future (or runs its
+callback) directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from config.settings import KafkaSettings
 
-__all__ = ["EventLogProducer", "ProduceError", "producer_config"]
+__all__ = ["DeliveryCallback", "EventLogProducer", "ProduceError", "producer_config"]
 
 # How often delivery reports are served while records are outstanding (an ack waits at most this long
 # on top of Kafka's answer), and while none are.
@@ -25,6 +28,10 @@ IDLE_POLL_INTERVAL_S = 1.0
 
 class ProduceError(RuntimeError):
     """Kafka did not acknowledge a record."""
+
+
+# Called on the event loop with None once Kafka acknowledged a record, or with the reason it did not.
+DeliveryCallback = Callable[[ProduceError | None], None]
 
 
 def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
@@ -54,7 +61,7 @@ class EventLogProducer:
         self._loop_thread: int | None = None
         self._poll_timer: asyncio.TimerHandle | None = None
         self._busy = False
-        self._settled: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self._settled: list[tuple[DeliveryCallback, ProduceError | None]] = []
         self._settled_lock = threading.Lock()
         self._wakeup_pending = False
 
@@ -105,15 +112,16 @@ class EventLogProducer:
             return False
         return bool(metadata.brokers)
 
-    def _on_delivery(self, future: asyncio.Future[None], err: KafkaError | None, _msg: Message) -> None:
-        # Runs where poll() or flush() was called: on the loop, settle at once; elsewhere (flush() in
+    def _on_delivery(self, callback: DeliveryCallback, err: KafkaError | None, _msg: Message) -> None:
+        # Runs where poll() or flush() was called: on the loop, report at once; elsewhere (flush() in
         # stop) hand the reports to the loop in batches, one wake-up per round instead of one per record.
+        error = None if err is None else ProduceError(err.str())
         if threading.get_ident() == self._loop_thread:
-            _settle(future, err)
+            callback(error)
             return
         assert self._loop is not None
         with self._settled_lock:
-            self._settled.append((future, err))
+            self._settled.append((callback, error))
             if self._wakeup_pending:
                 return
             self._wakeup_pending = True
@@ -123,8 +131,35 @@ class EventLogProducer:
         with self._settled_lock:
             batch, self._settled = self._settled, []
             self._wakeup_pending = False
-        for future, err in batch:
-            _settle(future, err)
+        for callback, error in batch:
+            callback(error)
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        on_delivery: DeliveryCallback,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        """Enqueue a record; ``on_delivery`` reports Kafka's answer on the event loop. Cheaper than a future
+        for a caller that needs no more: no future, and no callbacks scheduled to run after it settles."""
+        if self._producer is None:
+            raise ProduceError("producer is not started")
+        try:
+            self._producer.produce(
+                topic,
+                value=value,
+                key=key,
+                headers=headers,
+                on_delivery=partial(self._on_delivery, on_delivery),
+            )
+        except BufferError as exc:
+            raise ProduceError(f"local produce queue is full: {exc}") from exc
+        except KafkaException as exc:
+            raise ProduceError(str(exc)) from exc
+        if not self._busy:
+            self._poll_soon()
 
     def send_nowait(
         self,
@@ -134,23 +169,10 @@ class EventLogProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> asyncio.Future[None]:
         """Enqueue a record; the returned future resolves when Kafka acknowledged it."""
-        if self._producer is None or self._loop is None:
+        if self._loop is None:
             raise ProduceError("producer is not started")
         future: asyncio.Future[None] = self._loop.create_future()
-        try:
-            self._producer.produce(
-                topic,
-                value=value,
-                key=key,
-                headers=headers,
-                on_delivery=lambda err, msg: self._on_delivery(future, err, msg),
-            )
-        except BufferError as exc:
-            raise ProduceError(f"local produce queue is full: {exc}") from exc
-        except KafkaException as exc:
-            raise ProduceError(str(exc)) from exc
-        if not self._busy:
-            self._poll_soon()
+        self.produce(topic, key, value, partial(_settle, future), headers)
         return future
 
     async def send(
@@ -164,10 +186,10 @@ class EventLogProducer:
         await self.send_nowait(topic, key, value, headers)
 
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[None], error: ProduceError | None) -> None:
     if future.done():
         return
-    if err is None:
+    if error is None:
         future.set_result(None)
     else:
-        future.set_exception(ProduceError(err.str()))
+        future.set_exception(error)

@@ -22,7 +22,6 @@ from gateway.vendors.common import (
     set_labels,
     signed_url,
 )
-from streams.events import RawWebhook
 
 __all__ = ["bandwidth_webhook"]
 
@@ -75,7 +74,7 @@ async def bandwidth_webhook(request: web.Request) -> web.Response:
         raise ApiError(400, "malformed_body", "body must be a non-empty JSON array of events", field="body")
     url = signed_url(request)
     headers = kept_headers(request, KEPT_HEADERS)
-    records: list[tuple[RawWebhook, str]] = []
+    records: list[tuple[bytes, str]] = []
     ignored = 0
     endpoints = set()
     for index, event in enumerate(doc):

@@ -15,13 +15,13 @@ from gateway.errors import ApiError, PublishError, SpoolError, SpoolFull
 from gateway.keys import (
     COMPANIES_KEY,
     METRIC_LABELS_KEY,
+    RAW_ENCODER_KEY,
     RECEIVED_AT_KEY,
     RECORDER_KEY,
     REQUEST_ID_KEY,
     SETTINGS_KEY,
 )
 from gateway.masking import mask_phone
-from streams.events import RawWebhook
 
 __all__ = [
     "company_for_number",
@@ -110,8 +110,9 @@ def raw_record(
     headers: dict[str, str],
     body: bytes,
     dedupe_key: str,
-) -> RawWebhook:
-    return RawWebhook(
+) -> bytes:
+    """The request as a RawWebhook record, Avro-encoded (what goes to Kafka, or to the spool)."""
+    return request.app[RAW_ENCODER_KEY].encode(
         request_id=request[REQUEST_ID_KEY],
         vendor=vendor,
         endpoint=endpoint,
@@ -125,9 +126,7 @@ def raw_record(
     )
 
 
-async def record_durably(
-    request: web.Request, vendor: str, records: Sequence[tuple[RawWebhook, str]]
-) -> None:
+async def record_durably(request: web.Request, vendor: str, records: Sequence[tuple[bytes, str]]) -> None:
     """Kafka's ack within the vendor's budget, else the spool; a 503 with Retry-After when neither."""
     settings = request.app[SETTINGS_KEY]
     budget = float(getattr(settings.gateway.ack_budgets, vendor))

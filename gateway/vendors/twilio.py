@@ -51,13 +51,19 @@ def _json_fields(body: bytes) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in doc.items() if isinstance(value, str | int | float)]
 
 
-def _required(fields: list[tuple[str, str]], name: str) -> str:
-    values = [value for key, value in fields if key == name]
-    if not values or not values[0]:
-        raise ApiError(400, "missing_field", f"required field {name} is missing or empty", field=name)
-    if len(values) > 1:
-        raise ApiError(400, "duplicate_field", f"field {name} appears {len(values)} times", field=name)
-    return values[0]
+def _required(fields: list[tuple[str, str]], names: tuple[str, ...]) -> dict[str, str]:
+    """The value of each of ``names`` (one pass over the fields), or a 400 naming the first field that is
+    missing, empty or repeated."""
+    found: dict[str, list[str]] = {name: [] for name in names}
+    for key, value in fields:
+        if key in found:
+            found[key].append(value)
+    for name, values in found.items():
+        if not values or not values[0]:
+            raise ApiError(400, "missing_field", f"required field {name} is missing or empty", field=name)
+        if len(values) > 1:
+            raise ApiError(400, "duplicate_field", f"field {name} appears {len(values)} times", field=name)
+    return {name: values[0] for name, values in found.items()}
 
 
 async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
@@ -71,7 +77,7 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
         raise ApiError(401, "missing_signature", "the X-Twilio-Signature header is missing")
     body = await read_body(request, settings.gateway.max_body_bytes)
     fields = _parse_form(body) if content_type == FORM else _json_fields(body)
-    values = {name: _required(fields, name) for name in REQUIRED[endpoint]}
+    values = _required(fields, REQUIRED[endpoint])
     message_sid, sender = values["MessageSid"], values["From"]
     # Our number: the recipient of an inbound message, the sender of an outbound one.
     ours = values["To"] if endpoint == "inbound" else sender
@@ -108,15 +114,17 @@ async def _handle(request: web.Request, endpoint: str) -> tuple[str, str]:
     await record_durably(request, "twilio", [(record, key)])
     # DEBUG: a JSON line per accepted webhook cost ~15 us of CPU (~10% of a webhook); the request counter
     # (smsfold_gateway_requests) counts them, and refusals and errors are still logged at INFO/WARNING.
-    log.debug(
-        "twilio %s %s %s from %s accepted for %s (request %s)",
-        endpoint,
-        message_sid,
-        status,
-        mask_phone(sender),
-        company.id,
-        request_id,
-    )
+    # Checked first, so that the number is not masked for a line nobody writes.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "twilio %s %s %s from %s accepted for %s (request %s)",
+            endpoint,
+            message_sid,
+            status,
+            mask_phone(sender),
+            company.id,
+            request_id,
+        )
     return message_sid, status
 
 

@@ -3,7 +3,6 @@ configured (keys generated per run), and the error-body check."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +23,8 @@ from config.companies import (
 from config.settings import GatewaySettings, Settings
 from gateway import PublishError
 from gateway.api import hash_api_key
+from gateway.publisher import AckCallback
+from streams.codec import AvroCodec
 from streams.events import RawWebhook
 
 Client = TestClient[web.Request, web.Application]
@@ -98,14 +99,22 @@ class FakePublisher:
         self.fail = False
         self.hang = False
 
-    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
-        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         if self.fail:
-            ack.set_exception(PublishError("broker unavailable"))
+            on_ack(PublishError("broker unavailable"))
         elif not self.hang:
-            self.published.append((record, key))
-            ack.set_result(None)
-        return ack
+            self.published.append((decode_raw(value), key))
+            on_ack(None)
+
+
+_CODEC = AvroCodec()
+
+
+def decode_raw(value: bytes) -> RawWebhook:
+    """An encoded RawWebhook record, decoded."""
+    record = _CODEC.decode(value)
+    assert isinstance(record, RawWebhook)
+    return record
 
 
 async def expect_error(response: Any, status: int, code: str, field: str | None = None) -> dict[str, Any]:

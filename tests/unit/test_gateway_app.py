@@ -17,9 +17,11 @@ from config.companies import Company, CompanyDirectory, TwilioAccount
 from config.settings import GatewaySettings, Settings
 from gateway import KafkaEventPublisher, KafkaRawPublisher, PublishError, create_app
 from gateway.masking import mask_phone, redact_phones
+from gateway.publisher import AckCallback
 from gateway.signatures import twilio_signature
 from streams.codec import AvroCodec
 from streams.events import InboundReceived, RawWebhook
+from tests.unit.gateway_support import decode_raw
 
 PUBLIC_BASE = "https://sms.example.com"
 PATH = "/webhooks/twilio/inbound"
@@ -40,18 +42,16 @@ class FakePublisher:
         self.published: list[tuple[RawWebhook, str]] = []
         self.fail = False
 
-    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
-        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         if self.fail:
-            ack.set_exception(PublishError("broker unavailable"))
+            on_ack(PublishError("broker unavailable"))
         else:
-            self.published.append((record, key))
-            ack.set_result(None)
-        return ack
+            self.published.append((decode_raw(value), key))
+            on_ack(None)
 
 
 class ExplodingPublisher:
-    def start_raw(self, record: RawWebhook, key: str) -> asyncio.Future[None]:
+    def start_raw(self, value: bytes, key: str, on_ack: AckCallback) -> None:
         raise RuntimeError(f"boom for {key}")
 
 
@@ -357,17 +357,24 @@ class FakeProducer:
     def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def settle() -> None:
+        def settle(error: Exception | None) -> None:
             if future.done():
                 return
-            if self.error is not None:
-                future.set_exception(self.error)
+            if error is not None:
+                future.set_exception(error)
             else:
-                self.sent.append((topic, key, value))
                 future.set_result(None)
 
-        asyncio.get_running_loop().call_later(self.delay_s, settle)
+        self.produce(topic, key, value, settle)
         return future
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, on_delivery: AckCallback) -> None:
+        def deliver() -> None:
+            if self.error is None:
+                self.sent.append((topic, key, value))
+            on_delivery(self.error)
+
+        asyncio.get_running_loop().call_later(self.delay_s, deliver)
 
 
 class FakeCodec:

@@ -156,13 +156,17 @@ def _record(i: int) -> RawWebhook:
     )
 
 
+def _encoded(i: int) -> bytes:
+    return AvroCodec().encode(_record(i))
+
+
 async def test_recorder_spools_what_kafka_did_not_ack_within_budget(tmp_path: Path) -> None:
     publisher = FakePublisher()
     publisher.hang = True
     spool = _spool(tmp_path)
-    recorder = DurableRecorder(publisher, spool, AvroCodec(), GatewayMetrics())
+    recorder = DurableRecorder(publisher, spool, GatewayMetrics())
     started = asyncio.get_running_loop().time()
-    assert await recorder.record("twilio", [(_record(1), SENDER)], budget_s=0.2) is Durability.SPOOL
+    assert await recorder.record("twilio", [(_encoded(1), SENDER)], budget_s=0.2) is Durability.SPOOL
     assert asyncio.get_running_loop().time() - started < 1.0
     spool.seal()
     [(key, value)] = _all(spool)
@@ -170,11 +174,29 @@ async def test_recorder_spools_what_kafka_did_not_ack_within_budget(tmp_path: Pa
     assert AvroCodec().decode(value) == _record(1)
 
 
+async def test_recorder_wakes_each_request_when_its_own_budget_runs_out(tmp_path: Path) -> None:
+    # One timer serves every waiting request, whatever their budgets and the order they came in.
+    publisher = FakePublisher()
+    publisher.hang = True
+    recorder = DurableRecorder(publisher, _spool(tmp_path), GatewayMetrics())
+    loop = asyncio.get_running_loop()
+
+    async def spooled_after(budget_s: float, delay_s: float = 0.0) -> float:
+        await asyncio.sleep(delay_s)
+        started = loop.time()
+        assert await recorder.record("twilio", [(_encoded(1), "k")], budget_s) is Durability.SPOOL
+        return loop.time() - started
+
+    slow, fast, later = await asyncio.gather(spooled_after(1.0), spooled_after(0.1), spooled_after(0.1, 0.2))
+    assert 1.0 <= slow < 2.0
+    assert 0.1 <= fast < 0.5 and 0.1 <= later < 0.5
+
+
 async def test_recorder_acked_by_kafka_does_not_spool(tmp_path: Path) -> None:
     publisher = FakePublisher()
     spool = _spool(tmp_path)
-    recorder = DurableRecorder(publisher, spool, AvroCodec(), GatewayMetrics())
-    assert await recorder.record("twilio", [(_record(1), "k"), (_record(2), "k")], 1.0) is Durability.KAFKA
+    recorder = DurableRecorder(publisher, spool, GatewayMetrics())
+    assert await recorder.record("twilio", [(_encoded(1), "k"), (_encoded(2), "k")], 1.0) is Durability.KAFKA
     assert spool.depth == 0
     assert len(publisher.published) == 2
 
@@ -182,9 +204,9 @@ async def test_recorder_acked_by_kafka_does_not_spool(tmp_path: Path) -> None:
 async def test_recorder_without_spool_raises_publish_error() -> None:
     publisher = FakePublisher()
     publisher.fail = True
-    recorder = DurableRecorder(publisher, None, None, GatewayMetrics())
+    recorder = DurableRecorder(publisher, None, GatewayMetrics())
     with pytest.raises(PublishError):
-        await recorder.record("twilio", [(_record(1), "k")], 1.0)
+        await recorder.record("twilio", [(_encoded(1), "k")], 1.0)
 
 
 def _twilio_inbound() -> tuple[str, dict[str, str]]:
