@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _cpu import CpuSampler  # noqa: E402
+
 from config import load_companies, load_settings  # noqa: E402
 from projections.clickhouse import clickhouse_client  # noqa: E402
 from smsfold.loadtest.generate import plan_messages  # noqa: E402
@@ -41,7 +43,7 @@ from smsfold.loadtest.options import LoadTestOptions  # noqa: E402
 from smsfold.loadtest.run import signer  # noqa: E402
 from smsfold.loadtest.runner import SendResult, SendStats, send_all  # noqa: E402
 from smsfold.processes import ManagedProcess  # noqa: E402
-from smsfold.stack import EmbeddedStack, private_stack_env  # noqa: E402
+from smsfold.stack import COMPONENTS, EmbeddedStack, private_stack_env  # noqa: E402
 
 SEED_PEAK_PER_S = 211  # the seed system's load-test maximum (DOMAIN.md section 6)
 
@@ -57,9 +59,24 @@ class Step:
     p99_ms: float
     missing: int
     hops: dict[str, tuple[float, float]]  # hop → (p50, p99) ms
+    cpu: dict[str, dict[str, float]]  # process → thread name → CPU seconds from the step's start to projected
 
     def hops_text(self) -> str:
         return ", ".join(f"{hop} {p50:.0f}/{p99:.0f}" for hop, (p50, p99) in self.hops.items())
+
+    def cpu_text(self) -> str:
+        """CPU per acknowledged message by process (and the worker's threads), from the step's start until
+        its last message was projected: where the machine's two cores go."""
+        if not self.acked:
+            return "no messages"
+
+        def us(seconds: float) -> str:
+            return f"{seconds / self.acked * 1e6:,.0f} µs"
+
+        parts = [f"{name} {us(sum(threads.values()))}" for name, threads in self.cpu.items()]
+        worker = sorted(self.cpu.get("worker", {}).items(), key=lambda kv: -kv[1])
+        busy = ", ".join(f"{thread} {us(seconds)}" for thread, seconds in worker[:4] if seconds > 0)
+        return ", ".join(parts) + (f" (worker threads: {busy})" if busy else "")
 
     def ok(self, target_p99_ms: float) -> bool:
         return self.missing == 0 and self.p99_ms <= target_p99_ms and self.achieved_per_s >= 0.95 * self.rate
@@ -103,9 +120,10 @@ def _healthy_post(url: str) -> bool:
         return False
 
 
-def run_step(rate: float, seconds: float, url: str, settle_s: float) -> Step:
+def run_step(rate: float, seconds: float, url: str, settle_s: float, cpu: CpuSampler) -> Step:
     settings = load_settings()
     started_ms = int(time.time() * 1000)
+    cpu.start()
     results = _send(_options(rate=rate, duration_s=seconds, message_count=None), url)
     acked = [r for r in results if r.acknowledged]
     expected = {r.message.message_id for r in acked}
@@ -114,6 +132,7 @@ def run_step(rate: float, seconds: float, url: str, settle_s: float) -> Step:
         projected = wait_for_projection(
             lambda: fetch_projected(client, ["loadtest"], started_ms - 5000), expected, timeout_s=settle_s
         )
+        used = cpu.stop()
         hops = fetch_hops(client, ["loadtest"], started_ms)
     finally:
         client.disconnect()
@@ -121,7 +140,7 @@ def run_step(rate: float, seconds: float, url: str, settle_s: float) -> Step:
     span = (max(r.sent_at for r in acked) - min(r.sent_at for r in acked)) if acked else 0.0
     return Step(rate, seconds, len(results), len(acked), len(acked) / span if span else 0.0,
                 percentile(latencies, 50), percentile(latencies, 99), len(expected - projected.keys()),
-                {hop: (percentile(hops[hop], 50), percentile(hops[hop], 99)) for hop in HOPS})
+                {hop: (percentile(hops[hop], 50), percentile(hops[hop], 99)) for hop in HOPS}, used)
 
 
 def main() -> int:
@@ -150,26 +169,30 @@ def main() -> int:
         gateway.start()
         worker.start()
         gateway.wait_healthy(url)
-        warm = run_step(50, 5, url, settle_s=60)  # joins the consumer group, warms every path
+        cpu = CpuSampler({"load generator": os.getpid(), "gateway": gateway.pid, "worker": worker.pid,
+                          **{name: stack.pid(name) for name in COMPONENTS}})
+        warm = run_step(50, 5, url, settle_s=60, cpu=cpu)  # joins the consumer group, warms every path
         print(f"warm-up: {warm.acked} messages, p99 {warm.p99_ms:.0f} ms ({warm.hops_text()})")
         best: Step | None = None
         for rate in (float(r) for r in args.steps.split(",")):
-            step = run_step(rate, args.step_seconds, url, settle_s=30)
+            step = run_step(rate, args.step_seconds, url, settle_s=30, cpu=cpu)
             verdict = "ok" if step.ok(args.target_p99_ms) else "over"
             print(f"step {rate:>6.0f}/s: achieved {step.achieved_per_s:7.1f}/s, p50 {step.p50_ms:6.0f} ms, "
                   f"p99 {step.p99_ms:6.0f} ms, missing {step.missing} → {verdict}")
             print(f"    where the time goes, p50/p99 ms: {step.hops_text()}")
+            print(f"    CPU per message: {step.cpu_text()}")
             if not step.ok(args.target_p99_ms):
                 break
             best = step
         confirmed: Step | None = None
         if best is not None:
-            confirmed = run_step(best.rate, args.confirm_seconds, url, settle_s=60)
+            confirmed = run_step(best.rate, args.confirm_seconds, url, settle_s=60, cpu=cpu)
             held = "sustained" if confirmed.ok(args.target_p99_ms) else "NOT sustained"
             print(f"hold {best.rate:.0f}/s for {args.confirm_seconds:.0f} s: achieved "
                   f"{confirmed.achieved_per_s:.1f}/s, p99 {confirmed.p99_ms:.0f} ms, "
                   f"missing {confirmed.missing} → {held}")
             print(f"    where the time goes, p50/p99 ms: {confirmed.hops_text()}")
+            print(f"    CPU per message: {confirmed.cpu_text()}")
         sustained = confirmed.achieved_per_s if confirmed and confirmed.ok(args.target_p99_ms) else 0.0
         print(f"\nsustained inbound rate with p99 ≤ {args.target_p99_ms:.0f} ms: {sustained:,.0f} msg/s")
         print(f"ratio to the bare-handler baseline: {sustained / ceiling if ceiling else 0:.3f}")
