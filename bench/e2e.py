@@ -7,6 +7,7 @@ is the load generator's ceiling against a bare aiohttp handler that only reads t
 how much of what this machine can even push through HTTP the full pipeline sustains.
 
     python bench/e2e.py                       # step up 100 → 3200 msg/s, then hold the best for 300 s
+                                              # (and the one below it if the best does not hold)
     python bench/e2e.py --confirm-seconds 60  # a quicker look
 """
 
@@ -153,10 +154,20 @@ def main() -> int:
     parser.add_argument("--target-p99-ms", type=float, default=1000.0)
     parser.add_argument("--port-base", type=int, default=27000)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--holds", type=int, default=2, help="steps to try holding, best first")
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="partitions of sms.webhooks.raw and sms.events (the default deployment has 12)")
+    parser.add_argument("--linger-ms", type=int, default=20, help="every producer's linger.ms (default 5)")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="smsfold-bench-e2e-"))
     os.environ.update(private_stack_env(args.port_base, state, database="smsfold_bench"))
+    # Sized for one worker on the embedded broker, whose fetch lists every batch a partition holds: each
+    # produce request stores one batch per partition it touches, so fewer partitions and a longer linger
+    # mean fewer, larger batches and a broker that stays cheap over a 5-minute hold (README).
+    os.environ.update({"SMSFOLD_TOPICS__RAW_PARTITIONS": str(args.partitions),
+                       "SMSFOLD_TOPICS__EVENTS_PARTITIONS": str(args.partitions),
+                       "SMSFOLD_KAFKA__LINGER_MS": str(args.linger_ms)})
     settings = load_settings()
     stack = EmbeddedStack(settings)
     stack.up()
@@ -166,6 +177,8 @@ def main() -> int:
     try:
         ceiling = generator_ceiling(args.port_base + 81, 10.0)
         print(f"baseline: load generator → bare aiohttp handler: {ceiling:,.0f} req/s")
+        print(f"deployment: {args.partitions} partitions for the raw and event topics, linger.ms "
+              f"{args.linger_ms}, one gateway, one worker")
         gateway.start()
         worker.start()
         gateway.wait_healthy(url)
@@ -173,7 +186,7 @@ def main() -> int:
                           **{name: stack.pid(name) for name in COMPONENTS}})
         warm = run_step(50, 5, url, settle_s=60, cpu=cpu)  # joins the consumer group, warms every path
         print(f"warm-up: {warm.acked} messages, p99 {warm.p99_ms:.0f} ms ({warm.hops_text()})")
-        best: Step | None = None
+        passed: list[Step] = []
         for rate in (float(r) for r in args.steps.split(",")):
             step = run_step(rate, args.step_seconds, url, settle_s=30, cpu=cpu)
             verdict = "ok" if step.ok(args.target_p99_ms) else "over"
@@ -183,16 +196,19 @@ def main() -> int:
             print(f"    CPU per message: {step.cpu_text()}")
             if not step.ok(args.target_p99_ms):
                 break
-            best = step
+            passed.append(step)
+        # Hold the best step; if it does not hold for the whole time, the one below it (at most two holds).
         confirmed: Step | None = None
-        if best is not None:
+        for best in passed[::-1][: args.holds]:
             confirmed = run_step(best.rate, args.confirm_seconds, url, settle_s=60, cpu=cpu)
             held = "sustained" if confirmed.ok(args.target_p99_ms) else "NOT sustained"
             print(f"hold {best.rate:.0f}/s for {args.confirm_seconds:.0f} s: achieved "
-                  f"{confirmed.achieved_per_s:.1f}/s, p99 {confirmed.p99_ms:.0f} ms, "
-                  f"missing {confirmed.missing} → {held}")
+                  f"{confirmed.achieved_per_s:.1f}/s, p50 {confirmed.p50_ms:.0f} ms, "
+                  f"p99 {confirmed.p99_ms:.0f} ms, missing {confirmed.missing} → {held}")
             print(f"    where the time goes, p50/p99 ms: {confirmed.hops_text()}")
             print(f"    CPU per message: {confirmed.cpu_text()}")
+            if confirmed.ok(args.target_p99_ms):
+                break
         sustained = confirmed.achieved_per_s if confirmed and confirmed.ok(args.target_p99_ms) else 0.0
         print(f"\nsustained inbound rate with p99 ≤ {args.target_p99_ms:.0f} ms: {sustained:,.0f} msg/s")
         print(f"ratio to the bare-handler baseline: {sustained / ceiling if ceiling else 0:.3f}")
