@@ -1,9 +1,9 @@
 """The Faust worker: an app factory that registers every agent module (deciders and projectors).
 
 Deciders read events and emit events; projectors fold ``sms.events`` into read models. Outputs go
-through Faust's producer, which Faust flushes before it commits the source offsets, and every agent
-works in batches acked only after the batch body ran (see ``agents.base.run_batches``): a crash
-re-delivers, never loses. Deterministic event ids and guarded read-model writes make re-delivery harmless.
+through a librdkafka producer, and every agent works in batches acked only after the batch body ran and
+Kafka acknowledged every record it sent (see ``agents.base.run_batches``): a crash re-delivers, never
+loses. Deterministic event ids and guarded read-model writes make re-delivery harmless.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from agents.sender import register_sender
 from config.companies import CompanyDirectory
 from config.settings import Settings
 from streams.codec import AvroCodec
+from streams.producer import EventLogProducer
 
 __all__ = ["create_worker_app"]
 
@@ -60,8 +61,10 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         codec=AvroCodec(),
         raw_topic=app.topic(topics.raw, key_type=bytes, value_type=bytes, partitions=topics.raw_partitions),
         events_topic=app.topic(topics.events, key_type=bytes, value_type=bytes),
-        deadletter_topic=app.topic(topics.deadletter, key_type=bytes, value_type=bytes),
+        # Reports served every 2 ms: a batch waits for its acks anyway, and polling costs the loop.
+        producer=EventLogProducer(kafka, poll_interval_s=0.002),
     )
+    _register_producer(ctx)
     _register_metrics_endpoint(ctx)
     register_normalizer(ctx)
     register_profile_decider(ctx)
@@ -69,6 +72,16 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
     register_sender(ctx)
     register_projectors(ctx)
     return app
+
+
+def _register_producer(ctx: WorkerContext) -> None:
+    @ctx.app.service
+    class _Producer(faust.Service):
+        """Flushes the agents' producer when the worker stops. It is not closed: an agent still finishing
+        a batch may send, and whatever was not acknowledged belongs to a batch that was not committed."""
+
+        async def on_stop(self) -> None:
+            await ctx.producer.flush()
 
 
 def _register_metrics_endpoint(ctx: WorkerContext) -> None:

@@ -20,12 +20,14 @@ from config.settings import Settings
 from streams.checks import event_problem
 from streams.codec import AvroCodec, DecodeError
 from streams.events import Event
+from streams.producer import EventLogProducer
 
 __all__ = ["WorkerContext", "retry_forever", "run_batches"]
 
 log = logging.getLogger("smsfold.worker")
 
 _MAX_BACKOFF_S = 5.0
+Headers = list[tuple[str, str | bytes | None]]
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 
@@ -92,7 +94,8 @@ def _track(delivery: Awaitable[Any]) -> None:
 
 @dataclass
 class WorkerContext:
-    """The app and what its agents share: settings, companies, codec and the three topics."""
+    """The app and what its agents share: settings, companies, codec, the topics they read and the producer
+    they write with."""
 
     app: faust.App
     settings: Settings
@@ -100,19 +103,29 @@ class WorkerContext:
     codec: AvroCodec
     raw_topic: faust.TopicT
     events_topic: faust.TopicT
-    deadletter_topic: faust.TopicT
+    # What the agents emit goes through librdkafka, not Faust's aiokafka producer: the same records, keys
+    # and partitions (both partition with murmur2), with the batching and protocol work in C threads
+    # instead of the event loop. run_batches waits for each send's ack before it acks the batch, which is
+    # what Faust's flush before a commit provided.
+    producer: EventLogProducer
     metrics: PipelineMetrics = field(default_factory=PipelineMetrics)
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> None:
+        if not self.producer.started:
+            await self.producer.start()  # on the worker's event loop, by the first agent that sends
+        _track(self.producer.send_nowait(topic, key, value, headers))
 
     async def dead_letter(self, key: bytes | None, value: bytes, reason: str, source: str) -> None:
         """Park a record that cannot be processed, with its reason and original bytes."""
         log.warning("dead-lettered a record from %s: %s", source, reason)
-        _track(await self.deadletter_topic.send(
-            key=key, value=value, headers={"reason": reason.encode(), "source_topic": source.encode()}
-        ))
+        headers: Headers = [("reason", reason.encode()), ("source_topic", source.encode())]
+        await self._send(self.settings.topics.deadletter, key, value, headers)
 
     async def emit(self, event: Event) -> None:
         """Send a domain event to ``sms.events``; the batch is acked only after Kafka acknowledged it."""
-        _track(await self.events_topic.send(key=event.profile_key.encode(), value=self.codec.encode(event)))
+        await self._send(
+            self.settings.topics.events, event.profile_key.encode(), self.codec.encode(event), None
+        )
 
     def decode_event(self, value: bytes, types: tuple[type[E], ...]) -> E | None:
         """A record of ``sms.events`` as an event if it is one of ``types``, else None; records of other

@@ -54,8 +54,11 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
 class EventLogProducer:
     """Produces records and awaits Kafka's acknowledgement of each."""
 
-    def __init__(self, kafka: KafkaSettings, **overrides: Any) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, poll_interval_s: float = POLL_INTERVAL_S, **overrides: Any
+    ) -> None:
         self._config = producer_config(kafka, **overrides)
+        self._poll_interval_s = poll_interval_s
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -72,14 +75,14 @@ class EventLogProducer:
         self._poll_soon()
 
     def _poll_soon(self) -> None:
-        """Serve delivery reports within POLL_INTERVAL_S while records are outstanding, else once a
+        """Serve delivery reports within the poll interval while records are outstanding, else once a
         second (librdkafka's other events). A poll thread cost more: every report took the GIL from the
         event loop (~12% more CPU per record in the gateway)."""
         assert self._loop is not None
         if self._poll_timer is not None:
             self._poll_timer.cancel()
         self._busy = self._producer is not None and len(self._producer) > 0
-        delay = POLL_INTERVAL_S if self._busy else IDLE_POLL_INTERVAL_S
+        delay = self._poll_interval_s if self._busy else IDLE_POLL_INTERVAL_S
         self._poll_timer = self._loop.call_later(delay, self._poll)
 
     def _poll(self) -> None:
@@ -89,13 +92,21 @@ class EventLogProducer:
         self._producer.poll(0)
         self._poll_soon()
 
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait for outstanding deliveries (bounded); the producer stays usable."""
+        if self._producer is not None:
+            # flush() serves the last reports in its thread; they reach the loop through _settle_batch.
+            await asyncio.to_thread(self._producer.flush, timeout_s)
+
     async def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Wait for outstanding deliveries (bounded), then stop polling."""
         if self._producer is None:
             return
-        producer = self._producer
-        # flush() serves the last reports in its thread; they reach the loop through _settle_batch.
-        await asyncio.to_thread(producer.flush, flush_timeout_s)
+        await self.flush(flush_timeout_s)
         if self._poll_timer is not None:
             self._poll_timer.cancel()
             self._poll_timer = None

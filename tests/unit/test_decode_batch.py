@@ -64,7 +64,7 @@ def test_a_decider_decodes_only_its_event_types_and_never_poison() -> None:
     ctx = WorkerContext(
         app=WorkerApp("unit-decode", broker="kafka://127.0.0.1:1", web_enabled=False),
         settings=load_settings(), companies=load_companies(load_settings().companies_file), codec=CODEC,
-        raw_topic=cast(Any, None), events_topic=cast(Any, None), deadletter_topic=cast(Any, None),
+        raw_topic=cast(Any, None), events_topic=cast(Any, None), producer=cast(Any, None),
     )
     good = _delivered()
     assert ctx.decode_event(CODEC.encode(good), (MessageDelivered, MessageFailed)) == good
