@@ -46,9 +46,10 @@ def create_worker_app(settings: Settings, companies: CompanyDirectory) -> faust.
         fetch_max_wait_ms=worker.fetch_max_wait_ms,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # The gateway's linger for the worker's producer too (aiokafka's default is 0): every produce
-        # request stores one batch per partition it touches, and the embedded broker's fetch cost grows
-        # with the number of batches a partition holds (README, "End to end").
+        # Faust's producer writes the tables' changelogs (the agents' events go through ctx.producer).
+        # It lingers like every other producer (aiokafka's default is 0): each produce request stores one
+        # batch per partition it touches, and the embedded broker's fetch cost grows with the number of
+        # batches a partition holds (README, "End to end").
         producer_linger=kafka.linger_ms / 1000,
         key_serializer="raw",
         value_serializer="raw",
