@@ -185,20 +185,24 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=2,
                         help="partitions of sms.webhooks.raw and sms.events (the default deployment has 12)")
     parser.add_argument("--linger-ms", type=int, default=20, help="every producer's linger.ms (default 5)")
+    parser.add_argument("--fetch-wait-ms", type=int, default=100,
+                        help="the projectors' fetch.wait.max.ms (default 50; the worker's stays 50)")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="smsfold-bench-e2e-"))
     os.environ.update(private_stack_env(args.port_base, state, database="smsfold_bench"))
     # Sized for one worker on the embedded broker, whose fetch lists every batch a partition holds: each
     # produce request stores one batch per partition it touches, so fewer partitions and a longer linger
-    # mean fewer, larger batches and a broker that stays cheap over a 5-minute hold (README).
+    # mean fewer, larger batches and a broker that stays cheap over a 5-minute hold (README). The
+    # projectors' longer fetch wait halves how often the broker lists the event topic's batches for them.
     os.environ.update({"SMSFOLD_TOPICS__RAW_PARTITIONS": str(args.partitions),
                        "SMSFOLD_TOPICS__EVENTS_PARTITIONS": str(args.partitions),
-                       "SMSFOLD_KAFKA__LINGER_MS": str(args.linger_ms)})
+                       "SMSFOLD_KAFKA__LINGER_MS": str(args.linger_ms),
+                       "SMSFOLD_KAFKA__FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms)})
     ceiling = generator_ceiling(args.port_base + 81, 10.0)
     print(f"baseline: load generator → bare aiohttp handler: {ceiling:,.0f} req/s")
     print(f"deployment: {args.partitions} partitions for the raw and event topics, linger.ms "
-          f"{args.linger_ms}, one gateway, one worker")
+          f"{args.linger_ms}, projectors' fetch wait {args.fetch_wait_ms} ms, one gateway, one worker")
     passed: list[Step] = []
     with pipeline(state) as (url, cpu):
         for rate in (float(r) for r in args.steps.split(",")):
