@@ -20,14 +20,13 @@ from config.settings import Settings
 from streams.checks import event_problem
 from streams.codec import AvroCodec, DecodeError
 from streams.events import Event
-from streams.producer import EventLogProducer
+from streams.producer import EventLogProducer, Headers
 
 __all__ = ["WorkerContext", "retry_forever", "run_batches"]
 
 log = logging.getLogger("smsfold.worker")
 
 _MAX_BACKOFF_S = 5.0
-Headers = list[tuple[str, str | bytes | None]]
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 

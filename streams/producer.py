@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from config.settings import KafkaSettings
 
-__all__ = ["DeliveryCallback", "EventLogProducer", "ProduceError", "producer_config"]
+__all__ = ["DeliveryCallback", "EventLogProducer", "Headers", "ProduceError", "producer_config"]
 
 # How often delivery reports are served while records are outstanding (an ack waits at most this long
 # on top of Kafka's answer), and while none are.
@@ -29,6 +29,9 @@ IDLE_POLL_INTERVAL_S = 1.0
 class ProduceError(RuntimeError):
     """Kafka did not acknowledge a record."""
 
+
+# Record headers as librdkafka takes them: (name, value) pairs, names may repeat.
+Headers = list[tuple[str, str | bytes | None]]
 
 # Called on the event loop with None once Kafka acknowledged a record, or with the reason it did not.
 DeliveryCallback = Callable[[ProduceError | None], None]
@@ -151,7 +154,7 @@ class EventLogProducer:
         key: bytes | None,
         value: bytes,
         on_delivery: DeliveryCallback,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
+        headers: Headers | None = None,
     ) -> None:
         """Enqueue a record; ``on_delivery`` reports Kafka's answer on the event loop. Cheaper than a future
         for a caller that needs no more: no future, and no callbacks scheduled to run after it settles."""
@@ -177,7 +180,7 @@ class EventLogProducer:
         topic: str,
         key: bytes | None,
         value: bytes,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
+        headers: Headers | None = None,
     ) -> asyncio.Future[None]:
         """Enqueue a record; the returned future resolves when Kafka acknowledged it."""
         if self._loop is None:
@@ -191,7 +194,7 @@ class EventLogProducer:
         topic: str,
         key: bytes | None,
         value: bytes,
-        headers: list[tuple[str, str | bytes | None]] | None = None,
+        headers: Headers | None = None,
     ) -> None:
         """Produce one record and return once Kafka acknowledged it."""
         await self.send_nowait(topic, key, value, headers)
